@@ -1,0 +1,151 @@
+"""The backward engine: runs the tape's nodes in dependency order.
+
+No recursion anywhere (a 10,000-op chain must work): the graph is discovered with an
+explicit stack, and nodes run from a ready queue once every gradient flowing into them
+has arrived. Among ready nodes the most recently created runs first, as in PyTorch.
+"""
+from __future__ import annotations
+
+import heapq
+
+from .grad_mode import _set, is_grad_enabled
+from .node import AccumulateGrad, gradient_edge
+
+
+def _discover(roots) -> dict:
+    """Number of incoming edges of every node reachable from `roots`."""
+    deps: dict = {}
+    seen = set()
+    stack = [n for n in roots if n is not None]
+    seen.update(stack)
+    while stack:
+        node = stack.pop()
+        for nxt, _ in node.next_functions:
+            if nxt is None:
+                continue
+            deps[nxt] = deps.get(nxt, 0) + 1
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return deps
+
+
+def _needed(roots, targets: set) -> set:
+    """Nodes from which some target is reachable (the only ones worth running)."""
+    needed: set = set()
+    done: set = set()
+    stack = [(n, False) for n in roots if n is not None]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            done.add(node)
+            if node in targets or any(n in needed for n, _ in node.next_functions if n is not None):
+                needed.add(node)
+            continue
+        if node in done:
+            continue
+        stack.append((node, True))
+        stack.extend((n, False) for n, _ in node.next_functions if n is not None and n not in done)
+    return needed
+
+
+def _run_pre_hooks(node, grads: list) -> list:
+    for nr, hooks in node._tensor_hooks.items():
+        for hook in list(hooks.values()):
+            if grads[nr] is not None:
+                new = hook(grads[nr])
+                if new is not None:
+                    grads[nr] = new
+    for nr, ref in node._retain_grad.items():
+        t = ref()
+        if t is not None and grads[nr] is not None:
+            g = grads[nr]
+            t.grad = g.detach().clone() if t.grad is None else t.grad + g.detach()
+    for hook in list(node._pre_hooks.values()):
+        new = hook(tuple(grads))
+        if new is not None:
+            grads = list(new)
+    return grads
+
+
+def run_backward(roots, grad_roots, *, retain_graph: bool, create_graph: bool,
+                 inputs=None, accumulate: bool = True) -> list | None:
+    """Backpropagate `grad_roots` from `roots` (tensors).
+
+    With `accumulate`, leaves add into `.grad` (all leaves, or only `inputs`). Without,
+    the gradients reaching `inputs` are returned instead (`autograd.grad`).
+    """
+    root_edges = [gradient_edge(t) for t in roots]
+    for i, (node, _) in enumerate(root_edges):
+        if node is None:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    root_nodes = [n for n, _ in root_edges]
+    deps = _discover(root_nodes)
+
+    capture = {}
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            node, nr = gradient_edge(t)
+            if node is None:
+                raise RuntimeError("One of the differentiated Tensors does not require grad")
+            capture.setdefault((node, nr), []).append(i)
+        needed = _needed(root_nodes, {n for n, _ in capture})
+    else:
+        needed = None
+    captured = [None] * (len(inputs) if inputs is not None else 0)
+
+    buffers: dict = {}
+    for (node, nr), g in zip(root_edges, grad_roots):
+        buf = buffers.setdefault(node, [None] * node.num_outputs)
+        buf[nr] = g if buf[nr] is None else buf[nr] + g
+
+    ready = []
+    for node in dict.fromkeys(root_nodes):
+        if deps.get(node, 0) == 0:
+            heapq.heappush(ready, (-node.sequence_nr, id(node), node))
+
+    prev_mode = is_grad_enabled()
+    _set(create_graph)
+    try:
+        while ready:
+            _, _, node = heapq.heappop(ready)
+            grads = buffers.pop(node)
+            if needed is not None and node not in needed:
+                out = (None,) * len(node.next_functions)
+            else:
+                grads = _run_pre_hooks(node, grads)
+                for nr, g in enumerate(grads):
+                    for i in capture.get((node, nr), ()):
+                        captured[i] = g
+                out = _execute(node, grads, accumulate, capture, create_graph)
+                if not retain_graph:
+                    node.release_variables()
+            for (nxt, nr), g in zip(node.next_functions, out):
+                if nxt is None:
+                    continue
+                if g is not None:
+                    buf = buffers.setdefault(nxt, [None] * nxt.num_outputs)
+                    buf[nr] = g if buf[nr] is None else buf[nr] + g
+                else:
+                    buffers.setdefault(nxt, [None] * nxt.num_outputs)
+                deps[nxt] -= 1
+                if deps[nxt] == 0:
+                    heapq.heappush(ready, (-nxt.sequence_nr, id(nxt), nxt))
+    finally:
+        _set(prev_mode)
+    return captured if inputs is not None else None
+
+
+def _execute(node, grads: list, accumulate: bool, capture: dict, create_graph: bool) -> tuple:
+    if isinstance(node, AccumulateGrad):
+        if grads[0] is not None and accumulate and (not capture or (node, 0) in capture):
+            node.accumulate(grads[0], create_graph)
+        return ()
+    if all(g is None for g in grads):
+        return (None,) * len(node.next_functions)
+    grad_inputs = node.apply(*grads)
+    for hook in list(node._hooks.values()):
+        new = hook(tuple(grad_inputs), tuple(grads))
+        if new is not None:
+            grad_inputs = tuple(new)
+    return grad_inputs

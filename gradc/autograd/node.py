@@ -1,0 +1,249 @@
+"""Nodes of the backward tape.
+
+Every differentiable op that runs while grad mode is on creates one `Node` for its
+outputs (`t.grad_fn`). `next_functions` point at the nodes that produced the inputs,
+or at the `AccumulateGrad` node of a leaf; the engine walks them in dependency order.
+Built-in ops get one `OpNode` subclass each (`MulBackward0`, ...), made from the op
+table; custom `autograd.Function`s get a `<Name>Backward` class from their metaclass.
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections import OrderedDict
+
+_sequence = itertools.count()
+
+FREED = ("Trying to backward through the graph a second time (or directly access saved tensors "
+         "after they have already been freed). Saved intermediate values of the graph are freed "
+         "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+         "backward through the graph a second time or if you need to access saved tensors after "
+         "calling backward.")
+
+
+class HookDict(OrderedDict):
+    """Registered hooks by handle id; handles refer to it weakly."""
+
+
+class RemovableHandle:
+    """Returned by every `register_*hook`; `remove()` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: HookDict):
+        self._hooks = weakref.ref(hooks)
+        self.id = next(self._ids)
+
+    def remove(self) -> None:
+        hooks = self._hooks()
+        if hooks is not None:
+            hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def add_hook(hooks: HookDict, fn) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = fn
+    return handle
+
+
+class Node:
+    """A backward step: maps gradients of its outputs to gradients of its inputs."""
+
+    next_functions: tuple = ()
+
+    def __init__(self):
+        self.sequence_nr = next(_sequence)
+        self._pre_hooks = HookDict()
+        self._hooks = HookDict()
+        self._tensor_hooks: dict[int, HookDict] = {}
+        self._retain_grad: dict[int, weakref.ref] = {}
+        self.metadata: dict = {}
+
+    num_outputs = 1
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def apply(self, *grads):
+        raise NotImplementedError
+
+    def __call__(self, *grads):
+        return self.apply(*grads)
+
+    def register_hook(self, fn) -> RemovableHandle:
+        """`fn(grad_inputs, grad_outputs)` runs after this node; may return new grad_inputs."""
+        return add_hook(self._hooks, fn)
+
+    def register_prehook(self, fn) -> RemovableHandle:
+        """`fn(grad_outputs)` runs before this node; may return new grad_outputs."""
+        return add_hook(self._pre_hooks, fn)
+
+    def release_variables(self) -> None:
+        """Free saved tensors after a backward without retain_graph."""
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {hex(id(self))}>"
+
+
+class AccumulateGrad(Node):
+    """The node of a leaf that requires grad: adds incoming gradients into `.grad`."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def accumulate(self, grad, create_graph: bool) -> None:
+        var = self.variable
+        if var.grad is None:
+            var.grad = grad if create_graph else grad.detach().clone()
+        elif create_graph:
+            var.grad = var.grad + grad
+        else:
+            from .grad_mode import no_grad
+
+            with no_grad():
+                var.grad.add_(grad)
+
+
+def accumulator(t) -> AccumulateGrad:
+    """The single AccumulateGrad of leaf `t`, alive while any graph refers to it."""
+    node = t._accumulator() if t._accumulator is not None else None
+    if node is None:
+        node = AccumulateGrad(t)
+        t._accumulator = weakref.ref(node)
+    return node
+
+
+def gradient_edge(t) -> tuple:
+    """(node, input_nr) that receives the gradient flowing into tensor `t`."""
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    if t.requires_grad:
+        return (accumulator(t), 0)
+    return (None, 0)
+
+
+class SavedTensor:
+    """A tensor a node keeps for backward, with the version it had when saved.
+
+    Outputs are saved without their grad_fn (which would be this node: a reference
+    cycle) and rebuilt on unpacking, as PyTorch does.
+    """
+
+    __slots__ = ("tensor", "version", "is_output", "output_nr")
+
+    def __init__(self, t, is_output: bool = False, output_nr: int = 0):
+        self.tensor = t._alias() if is_output else t
+        self.version = t._version
+        self.is_output = is_output
+        self.output_nr = output_nr
+
+    def unpack(self, node: Node):
+        t = self.tensor
+        if t._version != self.version:
+            kind = "output" if self.is_output else "input"
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [{t.dtype} {list(t.shape)}], which is {kind} "
+                f"{self.output_nr} of {node.name()}, is at version {t._version}; expected "
+                f"version {self.version} instead.")
+        if self.is_output and node is not None:
+            out = t._alias()
+            out.requires_grad_(True) if out.dtype.is_floating_point else None
+            out.grad_fn, out._output_nr = node, self.output_nr
+            return out
+        return t
+
+
+def _camel(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_"))
+
+
+def make_node_class(op) -> type:
+    """The `<Op>Backward0` Node class of a primitive op."""
+    return type(f"{_camel(op.name)}Backward0", (OpNode,), {"op": op})
+
+
+class OpNode(Node):
+    """The node of a primitive op; also the `ctx` its backward formula receives.
+
+    A formula reads `ctx.inputs` / `ctx.output` (checked against in-place changes),
+    `ctx.attrs` and `ctx.needs_input_grad`, and returns one gradient per input
+    (None where there is none). Reducing a broadcast gradient back to the input's
+    shape and dtype is done here, once, not in every formula.
+    """
+
+    op = None
+
+    def __init__(self, args, attrs: dict, outputs: list):
+        super().__init__()
+        from ..tensor import Tensor
+
+        self.attrs = attrs
+        self.num_outputs = len(outputs)
+        self.next_functions = tuple(gradient_edge(a) if isinstance(a, Tensor) else (None, 0)
+                                    for a in args)
+        self.needs_input_grad = tuple(e[0] is not None for e in self.next_functions)
+        self._input_meta = tuple((a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args)
+        self._out_meta = tuple((o.shape, o.dtype, o.device) for o in outputs)
+        saves = self.op.saves
+        self._saved_inputs = ([SavedTensor(a, False, i) if isinstance(a, Tensor) else a
+                               for i, a in enumerate(args)] if saves in ("inputs", "both") else None)
+        self._saved_outputs = ([SavedTensor(o, True, i) for i, o in enumerate(outputs)]
+                               if saves in ("output", "both") else None)
+        self._released = False
+
+    def _check_alive(self):
+        if self._released:
+            raise RuntimeError(FREED)
+
+    @property
+    def inputs(self) -> list:
+        self._check_alive()
+        return [s.unpack(None) if isinstance(s, SavedTensor) else s for s in self._saved_inputs]
+
+    @property
+    def output(self):
+        self._check_alive()
+        return self._saved_outputs[0].unpack(self)
+
+    @property
+    def outputs(self) -> list:
+        self._check_alive()
+        return [s.unpack(self) for s in self._saved_outputs]
+
+    def input_shape(self, i: int = 0):
+        return self._input_meta[i][0]
+
+    def release_variables(self) -> None:
+        if self.op.saves:
+            self._saved_inputs = self._saved_outputs = None
+            self._released = True
+
+    def apply(self, *grads):
+        from .. import ops
+
+        if self.num_outputs > 1 and any(g is None for g in grads):
+            grads = tuple(ops.zeros(s, dtype=d, device=dv) if g is None else g
+                          for g, (s, d, dv) in zip(grads, self._out_meta))
+        result = self.op.backward(self, *grads)
+        if not isinstance(result, tuple):
+            result = (result,)
+        out = []
+        for g, meta, need in zip(result, self._input_meta, self.needs_input_grad):
+            if g is None or not need:
+                out.append(None)
+                continue
+            shape, dtype = meta
+            if g.shape != shape:
+                g = ops.sum_to(g, shape)
+            if g.dtype is not dtype:
+                g = g.to(dtype)
+            out.append(g)
+        return tuple(out)

@@ -1,0 +1,75 @@
+"""Devices and the array module ("xp") that runs eager kernels on each.
+
+Every eager kernel is written against an array-module handle so that the same op
+table serves numpy (CPU) and cupy (CUDA): `array_module(device)` is the only place
+that chooses between them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class device:
+    """`gradc.device('cpu')`, `gradc.device('cuda', 0)` or `gradc.device('cuda:0')`."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type_or_spec, index: int | None = None):
+        if isinstance(type_or_spec, device):
+            type_or_spec, index = type_or_spec.type, type_or_spec.index
+        kind, _, idx = str(type_or_spec).partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: {type_or_spec}")
+        self.type = kind
+        self.index = int(idx) if idx else index
+        if kind == "cuda" and self.index is None:
+            self.index = 0
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self) -> str:
+        idx = "" if self.index is None else f", index={self.index}"
+        return f"device(type='{self.type}'{idx})"
+
+
+CPU = device("cpu")
+
+
+def as_device(spec) -> device:
+    if spec is None:
+        return CPU
+    return spec if isinstance(spec, device) else device(spec)
+
+
+def array_module(dev: device):
+    """numpy for the CPU, cupy for CUDA (imported only when a CUDA tensor is made)."""
+    if dev.type == "cpu":
+        return np
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError("CUDA tensors need cupy: pip install 'gradc[cuda]'") from e
+    return cupy
+
+
+def strided_view(xp, data, offset: int, shape: tuple, strides: tuple):
+    """An xp array over the flat buffer `data`, with offset/strides in elements.
+
+    This is the one place a (storage, offset, shape, strides) tensor becomes an
+    array a kernel can read or write; it never copies.
+    """
+    item = data.itemsize
+    if xp is np:
+        return np.ndarray(shape, data.dtype, buffer=data, offset=offset * item,
+                          strides=tuple(s * item for s in strides))
+    return xp.ndarray(shape, data.dtype, memptr=data.data + offset * item,
+                      strides=tuple(s * item for s in strides))

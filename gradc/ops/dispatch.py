@@ -1,0 +1,54 @@
+"""Eager execution of an op from the table, and its recording on the tape.
+
+`apply` is the single entry point every op goes through: shape/dtype rule, kernel (or
+view arithmetic), wrapping, and, when grad mode is on and an input requires grad,
+one autograd node for the outputs.
+"""
+from __future__ import annotations
+
+from ..autograd.grad_mode import _state
+from ..device import array_module
+from ..tensor import Tensor
+
+
+def _devices(op, tensors):
+    dev = tensors[0]._storage.device
+    for t in tensors:
+        if t._storage.device != dev:
+            raise RuntimeError(f"{op.name}: expected all tensors to be on the same device, "
+                               f"but found at least two devices, {dev} and {t.device}!")
+    return dev
+
+
+def apply(op, *args, **attrs):
+    """Run `op` on `args` (tensors and Python scalars); returns a Tensor or a tuple."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    specs, compute = op.meta(*args, **attrs)
+    dev = _devices(op, tensors)
+    if op.view is not None:
+        x = args[0]
+        shape, stride, offset = op.view(x, **attrs)
+        outs = [x._make_view(shape, stride, offset)]
+    else:
+        xp = array_module(dev)
+        arrays = [a._cast_array(compute) if isinstance(a, Tensor) else a for a in args]
+        result = op.kernel(xp, *arrays, **attrs)
+        if len(specs) == 1:
+            result = (result,)
+        outs = [Tensor._from_array(xp, r, spec[1], spec[2] if len(spec) == 3 else dev)
+                for r, spec in zip(result, specs)]
+    if op.backward is not None and getattr(_state, "enabled", True):
+        for t in tensors:
+            if t._requires_grad:
+                _record(op, args, attrs, outs)
+                break
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _record(op, args, attrs, outs) -> None:
+    node = op.node_cls(args, attrs, outs)
+    for i, o in enumerate(outs):
+        if o.dtype.is_floating_point:
+            o._requires_grad = True
+            o.grad_fn = node
+            o._output_nr = i

@@ -1,0 +1,382 @@
+"""Indexing and data movement: advanced indexing, gather/scatter, cat, tril/triu, flip.
+
+`getitem` splits a key into its basic part (a view, see views.py) and its advanced
+part (index tensors and masks), which copies, as in PyTorch. Index tensors travel as
+op inputs (so the compiler sees them); the rest of the key is a template attribute.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes
+from ..factories import tensor as _tensor
+from ..factories import zeros
+from ..tensor import Tensor
+from .dispatch import apply
+from .registry import defop
+from .shapes import contiguous_strides, fmt, norm_dim, numel
+from .views import basic_index, narrow, strided_scatter, unsqueeze, view
+
+_SLOT = object()  # marks where an index tensor goes in a key template
+
+
+# ---------------------------------------------------------------- advanced indexing
+def _normalize_key(key) -> tuple:
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        if isinstance(k, Tensor) and k.ndim == 0 and not k.dtype.is_floating_point and k.dtype is not dtypes.bool_:
+            out.append(int(k.item()))
+        elif isinstance(k, (list, np.ndarray, bool)):
+            out.append(_tensor(k))
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            out.append(int(k))
+        elif k is None or k is Ellipsis or isinstance(k, (slice, Tensor)):
+            out.append(k)
+        else:
+            raise IndexError("only integers, slices (`:`), ellipsis (`...`), None and long or byte "
+                             f"Variables are valid indices (got {type(k).__name__})")
+    return tuple(out)
+
+
+def _template(key: tuple):
+    """(template, index tensors): tensors replaced by a slot marker."""
+    return tuple(_SLOT if isinstance(k, Tensor) else k for k in key), [k for k in key if isinstance(k, Tensor)]
+
+
+def _fill(template, arrays):
+    it = iter(arrays)
+    return tuple(next(it) if k is _SLOT else k for k in template)
+
+
+def _index_meta(x, *indices, template):
+    """Result shape of advanced indexing; None when a boolean mask makes it data-dependent."""
+    for t in indices:
+        if t.dtype.is_floating_point:
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+    if any(t.dtype is dtypes.bool_ for t in indices):
+        return ((None, x.dtype),), None
+    probe = np.broadcast_to(np.False_, x.shape)
+    dummies = [np.broadcast_to(np.int64(0), t.shape) for t in indices]
+    return ((probe[_fill(template, dummies)].shape, x.dtype),), None
+
+
+def _index_kernel(xp, x, *indices, template):
+    try:
+        return x[_fill(template, indices)]
+    except IndexError as e:
+        raise IndexError(str(e).replace("axis", "dimension")) from None
+
+
+def _index_bw(ctx, g):
+    indices = ctx.inputs[1:]
+    base = zeros(ctx.input_shape(0), dtype=g.dtype, device=g.device)
+    return (index_put(base, g, *indices, template=ctx.attrs["template"], accumulate=True),) + (None,) * len(indices)
+
+
+INDEX = defop("index", meta=_index_meta, kernel=_index_kernel, backward=_index_bw, saves="inputs")
+
+
+def _index_put_meta(x, values, *indices, template, accumulate):
+    return ((x.shape, x.dtype),), None
+
+
+def _index_put_kernel(xp, x, values, *indices, template, accumulate):
+    out = xp.array(x, copy=True, order="C")
+    key = _fill(template, indices)
+    try:
+        if accumulate:
+            xp.add.at(out, key, values)
+        else:
+            out[key] = values
+    except IndexError as e:
+        raise IndexError(str(e).replace("axis", "dimension")) from None
+    return out
+
+
+def _index_put_bw(ctx, g):
+    _, values, *indices = ctx.inputs
+    template, accumulate = ctx.attrs["template"], ctx.attrs["accumulate"]
+    need_x, need_v = ctx.needs_input_grad[:2]
+    gx = (g if accumulate else index_put(g, 0.0, *indices, template=template, accumulate=False)) if need_x else None
+    gv = apply(INDEX, g, *indices, template=template) if need_v else None
+    return (gx, gv) + (None,) * len(indices)
+
+
+INDEX_PUT = defop("index_put", meta=_index_put_meta, kernel=_index_put_kernel, backward=_index_put_bw,
+                  saves="inputs")
+
+
+def index_put(input, values, *indices, template, accumulate: bool = False) -> Tensor:
+    return apply(INDEX_PUT, input, values, *indices, template=template, accumulate=accumulate)
+
+
+def getitem(input: Tensor, key) -> Tensor:
+    key = _normalize_key(key)
+    if not any(isinstance(k, Tensor) for k in key):
+        return basic_index(input, key)
+    template, indices = _template(key)
+    return apply(INDEX, input, *indices, template=template)
+
+
+def setitem(input: Tensor, key, value) -> None:
+    from .inplace import copy_, inplace
+
+    key = _normalize_key(key)
+    if not any(isinstance(k, Tensor) for k in key):
+        copy_(basic_index(input, key), value)
+        return
+    template, indices = _template(key)
+    if isinstance(value, Tensor) and value.dtype is not input.dtype:
+        value = value.to(input.dtype)
+    inplace(input, lambda x: index_put(x, value, *indices, template=template))
+
+
+def index_select(input, dim: int, index: Tensor) -> Tensor:
+    d = norm_dim(dim, input.ndim, "index_select")
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    return getitem(input, (slice(None),) * d + (index.reshape(-1),))
+
+
+def masked_fill(input, mask: Tensor, value) -> Tensor:
+    from .pointwise import where
+
+    if isinstance(value, Tensor) and value.ndim:
+        raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor "
+                           f"with {value.ndim} dimension(s).")
+    if mask.dtype is not dtypes.bool_:
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype}")
+    out = where(mask, value, input)
+    if out.shape != input.shape:
+        raise RuntimeError(f"masked_fill: mask of shape {fmt(mask.shape)} cannot be broadcast to the "
+                           f"input's shape {fmt(input.shape)}")
+    return out if out.dtype is input.dtype else out.to(input.dtype)
+
+
+# ---------------------------------------------------------------- gather / scatter_add
+def _gather_meta(x, index, dim):
+    d = norm_dim(dim, x.ndim, "gather")
+    if index.dtype is not dtypes.int64:
+        raise RuntimeError(f"gather(): Expected dtype int64 for index, but got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    for i, (a, b) in enumerate(zip(index.shape, x.shape)):
+        if i != d and a > b:
+            raise RuntimeError(f"Size does not match at dimension {i} expected index {fmt(index.shape)} "
+                               f"to be smaller than self {fmt(x.shape)} apart from dimension {d}")
+    return ((index.shape, x.dtype),), None
+
+
+def _along(index, dim):
+    """Index arrays that address `index`'s positions, with `index` itself along `dim`."""
+    grids = np.ogrid[tuple(slice(0, n) for n in index.shape)]
+    return tuple(index if i == dim else g for i, g in enumerate(grids))
+
+
+def _gather_kernel(xp, x, index, dim):
+    d = dim % max(x.ndim, 1)
+    if x.ndim == 0:
+        return x.reshape(index.shape).copy()
+    _check_range("gather", index, d, x.shape[d])
+    return x[_along(index, d)]
+
+
+def _check_range(op, index, dim, size):
+    if index.size:
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= size:
+            raise RuntimeError(f"{op}(): index {lo if lo < 0 else hi} is out of bounds for dimension "
+                               f"{dim} with size {size}")
+
+
+def _gather_bw(ctx, g):
+    x_shape = ctx.input_shape(0)
+    index = ctx.inputs[1]
+    base = zeros(x_shape, dtype=g.dtype, device=g.device)
+    return scatter_add(base, ctx.attrs["dim"], index, g), None
+
+
+GATHER = defop("gather", meta=_gather_meta, kernel=_gather_kernel, backward=_gather_bw, saves="inputs")
+
+
+def _scatter_add_meta(x, index, src, dim):
+    norm_dim(dim, x.ndim, "scatter_add")
+    if index.dtype is not dtypes.int64:
+        raise RuntimeError(f"scatter_add(): Expected dtype int64 for index, but got {index.dtype}")
+    if not (index.ndim == x.ndim == src.ndim):
+        raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    if any(a > b for a, b in zip(index.shape, src.shape)):
+        raise RuntimeError(f"scatter_add(): expected index {fmt(index.shape)} to be no larger than "
+                           f"src {fmt(src.shape)}")
+    return ((x.shape, x.dtype),), x.dtype
+
+
+def _scatter_add_kernel(xp, x, index, src, dim):
+    d = dim % max(x.ndim, 1)
+    out = xp.array(x, copy=True, order="C")
+    if x.ndim == 0:
+        return out + src.sum()
+    _check_range("scatter_add", index, d, x.shape[d])
+    part = src[tuple(slice(0, n) for n in index.shape)]
+    xp.add.at(out, _along(index, d), part)
+    return out
+
+
+def _scatter_add_bw(ctx, g):
+    index = ctx.inputs[1]
+    need_x, _, need_src = ctx.needs_input_grad
+    gsrc = None
+    if need_src:
+        gsrc = gather(g, ctx.attrs["dim"], index)
+        src_shape = ctx.input_shape(2)
+        if gsrc.shape != src_shape:
+            pad = zeros(src_shape, dtype=g.dtype, device=g.device)
+            gsrc = _scatter_region(pad, gsrc)
+    return (g if need_x else None), None, gsrc
+
+
+def _scatter_region(base, part):
+    return strided_scatter(base, part, part.shape, contiguous_strides(base.shape), 0)
+
+
+SCATTER_ADD = defop("scatter_add", meta=_scatter_add_meta, kernel=_scatter_add_kernel,
+                    backward=_scatter_add_bw, saves="inputs")
+
+
+def gather(input, dim: int, index: Tensor) -> Tensor:
+    return apply(GATHER, input, index, dim=dim)
+
+
+def scatter_add(input, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    return apply(SCATTER_ADD, input, index, src, dim=dim)
+
+
+# ---------------------------------------------------------------- cat / stack
+def _cat_meta(*tensors, dim):
+    if not tensors:
+        raise RuntimeError("cat(): expected a non-empty list of Tensors")
+    parts = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or list(tensors)
+    ref = parts[0]
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
+    d = norm_dim(dim, ref.ndim, "cat")
+    total = 0
+    for i, t in enumerate(parts):
+        if t.ndim != ref.ndim:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {ref.ndim} and {t.ndim}")
+        for j in range(ref.ndim):
+            if j != d and t.shape[j] != ref.shape[j]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
+                                   f"{ref.shape[j]} but got size {t.shape[j]} for tensor number {i} in the list.")
+        total += t.shape[d]
+    shape = list(ref.shape)
+    shape[d] = total
+    dt = dtypes.result_type(*tensors)
+    return ((tuple(shape), dt),), dt
+
+
+def _cat_kernel(xp, *arrays, dim):
+    parts = [a for a in arrays if not (a.ndim == 1 and a.shape[0] == 0)] or list(arrays)
+    return xp.concatenate(parts, axis=dim % parts[0].ndim)
+
+
+def _cat_bw(ctx, g):
+    d = ctx.attrs["dim"] % g.ndim
+    grads, start = [], 0
+    for (shape, _), need in zip(ctx._input_meta, ctx.needs_input_grad):
+        n = shape[d] if len(shape) == g.ndim else 0
+        grads.append(narrow(g, d, start, n) if need else None)
+        start += n
+    return tuple(grads)
+
+
+CAT = defop("cat", meta=_cat_meta, kernel=_cat_kernel, backward=_cat_bw)
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    return apply(CAT, *tensors, dim=dim)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {fmt(tensors[0].shape)} "
+                               f"at entry 0 and {fmt(t.shape)} at entry {i}")
+    d = norm_dim(dim, tensors[0].ndim + 1, "stack")
+    return cat([unsqueeze(t, d) for t in tensors], d)
+
+
+# ---------------------------------------------------------------- triangles, flip, repeat
+def _tri(name, fn):
+    def meta(x, diagonal=0):
+        if x.ndim < 2:
+            raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions")
+        return ((x.shape, x.dtype),), None
+
+    op = defop(name, meta=meta, kernel=lambda xp, x, diagonal=0: getattr(xp, name)(x, diagonal),
+               backward=lambda ctx, g: fn(g, ctx.attrs.get("diagonal", 0)))
+    return op
+
+
+TRIL = _tri("tril", lambda g, k: tril(g, k))
+TRIU = _tri("triu", lambda g, k: triu(g, k))
+
+
+def tril(input, diagonal: int = 0) -> Tensor:
+    return apply(TRIL, input, diagonal=diagonal)
+
+
+def triu(input, diagonal: int = 0) -> Tensor:
+    return apply(TRIU, input, diagonal=diagonal)
+
+
+def _flip_meta(x, dims):
+    for d in dims:
+        norm_dim(d, x.ndim, "flip")
+    return ((x.shape, x.dtype),), None
+
+
+FLIP = defop("flip", meta=_flip_meta,
+             kernel=lambda xp, x, dims: xp.flip(x, axis=tuple(d % x.ndim for d in dims)) if x.ndim else x.copy(),
+             backward=lambda ctx, g: flip(g, ctx.attrs["dims"]))
+
+
+def flip(input, dims) -> Tensor:
+    return apply(FLIP, input, dims=tuple(dims))
+
+
+def repeat(input, sizes) -> Tensor:
+    """Tile `input`: composed of unsqueeze, expand and reshape (so autograd is free)."""
+    sizes = tuple(sizes)
+    if len(sizes) < input.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of "
+                           "dimensions of tensor")
+    x = view(input, (1,) * (len(sizes) - input.ndim) + tuple(input.shape))
+    inter, expanded, final = [], [], []
+    for r, s in zip(sizes, x.shape):
+        inter += [1, s]
+        expanded += [r, s]
+        final.append(r * s)
+    return view(x, inter).expand(expanded).reshape(final)
+
+
+def sum_to(input, shape) -> Tensor:
+    """Sum a broadcast gradient back down to `shape` (the inverse of broadcasting)."""
+    shape = tuple(shape)
+    if input.shape == shape:
+        return input
+    lead = input.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and input.shape[lead + i] != 1)
+    out = input.sum(dim=dims, keepdim=True) if dims else input
+    if numel(out.shape) != numel(shape):
+        raise RuntimeError(f"sum_to: shape {fmt(input.shape)} is not expandable from {fmt(shape)}")
+    return view(out, shape)

@@ -1,0 +1,126 @@
+"""In-place ops (`add_`, `mul_`, `copy_`, `t[i] = v`, ...).
+
+Every in-place op is its out-of-place twin followed by a write into `self`'s storage,
+so no formula is written twice. The write bumps the storage's version counter (which
+invalidates tensors saved for backward) and moves `self`'s autograd history onto the
+new value; when `self` is a view, its base's history is rewritten too (through
+`strided_scatter`), as PyTorch's CopySlices does.
+"""
+from __future__ import annotations
+
+from ..autograd.grad_mode import is_grad_enabled, no_grad
+from ..tensor import Tensor
+from .shapes import fmt
+
+LEAF = "a leaf Variable that requires grad is being used in an in-place operation."
+VIEW_OF_LEAF = "a view of a leaf Variable that requires grad is being used in an in-place operation."
+
+
+def _check_write(self: Tensor, value) -> None:
+    if isinstance(value, Tensor):
+        if value.shape != self.shape:
+            try:
+                from .shapes import broadcast_shapes
+
+                ok = broadcast_shapes("", self.shape, value.shape) == self.shape
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise RuntimeError(f"output with shape {fmt(self.shape)} doesn't match the broadcast "
+                                   f"shape {fmt(value.shape)}")
+        if value.dtype.category > self.dtype.category:
+            raise RuntimeError(f"result type {value.dtype.name} can't be cast to the desired output "
+                               f"type {self.dtype.name}")
+
+
+def _write(self: Tensor, value) -> None:
+    _check_write(self, value)
+    self._array()[...] = value._array() if isinstance(value, Tensor) else value
+    self._bump_version()
+
+
+def inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
+    """Compute `fn(self, *args)` and store it in `self`, with autograd bookkeeping."""
+    recording = is_grad_enabled() and (self._requires_grad or any(
+        isinstance(a, Tensor) and a._requires_grad for a in args))
+    if not recording:
+        with no_grad():
+            value = fn(self, *args, **kwargs)
+        _write(self, value)
+        return self
+    base = self._base
+    if self.grad_fn is None and self._requires_grad:
+        raise RuntimeError(VIEW_OF_LEAF if base is not None else LEAF)
+    if base is not None and base.grad_fn is None and base._requires_grad:
+        raise RuntimeError(VIEW_OF_LEAF)
+    value = fn(self.clone(), *args, **kwargs)
+    _check_write(self, value)
+    if value.shape != self.shape or value.dtype is not self.dtype:
+        value = value.to(self.dtype).expand(self.shape)
+    if base is None:
+        _write(self, value)
+        _take_history(self, value)
+        return self
+    _rewrite_base_history(self, base, value)
+    _write(self, value)
+    return self
+
+
+def _take_history(self: Tensor, value: Tensor) -> None:
+    self.grad_fn = value.grad_fn
+    self._output_nr = value._output_nr
+    self._requires_grad = value._requires_grad
+
+
+def _rewrite_base_history(view: Tensor, base: Tensor, value: Tensor) -> None:
+    """Give `base` the history "base with this view's region replaced by `value`"."""
+    from .views import as_strided, strided_scatter
+
+    if not base.is_contiguous():
+        raise RuntimeError("in-place operation on a view of a non-contiguous tensor is not supported "
+                           "by autograd; call .contiguous() on the base first")
+    geometry = (view.shape, view.stride(), view._offset - base._offset)
+    new_base = strided_scatter(base, value, *geometry)
+    _take_history(base, new_base)
+    _take_history(view, as_strided(base, geometry[0], geometry[1], view._offset))
+
+
+# ---------------------------------------------------------------- the in-place methods
+def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
+    if not isinstance(src, Tensor):
+        return fill_(self, src)
+
+    def fn(_, s):
+        s = s.to(self.dtype) if s.dtype.category > self.dtype.category else s
+        out = s.to(device=self.device, dtype=self.dtype).expand(self.shape)
+        return out.clone() if out is s or out.grad_fn is s.grad_fn else out
+
+    if src.device != self.device and not (is_grad_enabled() and src._requires_grad):
+        src = src.to(self.device)
+    return inplace(self, fn, src)
+
+
+def fill_(self: Tensor, value) -> Tensor:
+    if isinstance(value, Tensor):
+        if value.ndim:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                               f"{value.ndim} dimensions.")
+        return copy_(self, value.expand(self.shape))
+    if not (is_grad_enabled() and self._requires_grad):
+        self._array()[...] = value
+        self._bump_version()
+        return self
+    return inplace(self, lambda s: s * 0 + value)
+
+
+def zero_(self: Tensor) -> Tensor:
+    return fill_(self, 0)
+
+
+def _method(name: str, fn):
+    def method(self, *args, **kwargs):
+        return inplace(self, fn, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"In-place version of `{fn.__name__}`."
+    return method

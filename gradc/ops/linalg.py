@@ -1,0 +1,157 @@
+"""Matrix products: `matmul` (the primitive, >= 2-D with batch broadcasting) and
+`einsum`; `mm`, `bmm`, `outer`, `dot` and 1-D matmul are composed from them."""
+from __future__ import annotations
+
+import string
+
+from .. import dtypes
+from ..tensor import Tensor
+from .dispatch import apply
+from .registry import defop
+from .shapes import broadcast_shapes, fmt
+
+
+def _matmul_meta(a, b):
+    if a.ndim < 2 or b.ndim < 2:
+        raise RuntimeError(f"matmul: both arguments must be at least 2-D, got {fmt(a.shape)} and {fmt(b.shape)}")
+    if a.shape[-1] != b.shape[-2]:
+        raise RuntimeError(f"matmul: mat1 and mat2 shapes cannot be multiplied "
+                           f"({'x'.join(map(str, a.shape[-2:]))} and {'x'.join(map(str, b.shape[-2:]))}); "
+                           f"shapes {fmt(a.shape)} and {fmt(b.shape)}")
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"matmul: expected both arguments to have the same dtype, but got: "
+                           f"{a.dtype} != {b.dtype}")
+    if a.dtype is dtypes.bool_:
+        raise RuntimeError("matmul: not implemented for 'Bool'")
+    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    return ((tuple(batch) + (a.shape[-2], b.shape[-1]), a.dtype),), None
+
+
+def _matmul_bw(ctx, g):
+    a, b = ctx.inputs
+    need_a, need_b = ctx.needs_input_grad
+    return (matmul(g, b.mT) if need_a else None, matmul(a.mT, g) if need_b else None)
+
+
+MATMUL = defop("matmul", meta=_matmul_meta, kernel=lambda xp, a, b: xp.matmul(a, b),
+               backward=_matmul_bw, saves="inputs")
+
+
+def matmul(input: Tensor, other: Tensor) -> Tensor:
+    """PyTorch's matmul: 1-D operands get a dim prepended/appended, then removed."""
+    if input.ndim == 0 or other.ndim == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
+                           f"{input.ndim}D and {other.ndim}D")
+    a = input.unsqueeze(0) if input.ndim == 1 else input
+    b = other.unsqueeze(-1) if other.ndim == 1 else other
+    out = apply(MATMUL, a, b)
+    if other.ndim == 1:
+        out = out.squeeze(-1)
+    if input.ndim == 1:
+        out = out.squeeze(-2)
+    return out
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2D tensors, got {input.ndim}D and {mat2.ndim}D")
+    return apply(MATMUL, input, mat2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: expected 3D tensors, got {input.ndim}D and {mat2.ndim}D")
+    if input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: batch sizes differ: {fmt(input.shape)} and {fmt(mat2.shape)}")
+    return apply(MATMUL, input, mat2)
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:
+    return input.unsqueeze(1) * vec2.unsqueeze(0)
+
+
+def dot(input: Tensor, other: Tensor) -> Tensor:
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    return matmul(input, other)
+
+
+# ---------------------------------------------------------------- einsum
+def parse_einsum(equation: str, shapes) -> tuple[list[str], str]:
+    """Explicit form of an einsum equation: ellipses become letters, `->` is filled in."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise RuntimeError(f"einsum(): {len(terms)} operands in the equation but {len(shapes)} were given")
+    used = set(eq) - set(".,->")
+    spare = [c for c in string.ascii_uppercase + string.ascii_lowercase if c not in used]
+    ell_n = max((len(s) - (len(t) - 3) for t, s in zip(terms, shapes) if "..." in t), default=0)
+    ell = "".join(spare[:ell_n])
+    out_terms = []
+    for t, s in zip(terms, shapes):
+        if "..." in t:
+            n = len(s) - (len(t) - 3)
+            t = t.replace("...", ell[ell_n - n:] if n else "")
+        if len(t) != len(s):
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({len(t)}) does not "
+                               f"match the number of dimensions ({len(s)}) for operand "
+                               f"{len(out_terms)}")
+        out_terms.append(t)
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {}
+        for t in out_terms:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return out_terms, out
+
+
+def _einsum_meta(*operands, equation):
+    terms, out = parse_einsum(equation, [o.shape for o in operands])
+    sizes = {}
+    for t, o in zip(terms, operands):
+        for c, n in zip(t, o.shape):
+            if sizes.get(c, 1) != 1 and n != 1 and sizes[c] != n:
+                raise RuntimeError(f"einsum(): operands do not broadcast with remapped shapes "
+                                   f"for subscript '{c}': {sizes[c]} vs {n}")
+            sizes[c] = max(sizes.get(c, 1), n)
+    dt = dtypes.result_type(*operands)
+    return ((tuple(sizes[c] for c in out), dt),), dt
+
+
+def _einsum_kernel(xp, *arrays, equation):
+    terms, out = parse_einsum(equation, [a.shape for a in arrays])
+    return xp.einsum(",".join(terms) + "->" + out, *arrays)
+
+
+def _einsum_bw(ctx, g):
+    ops = ctx.inputs
+    terms, out = parse_einsum(ctx.attrs["equation"], [o.shape for o in ops])
+    grads = []
+    for i, (term, need) in enumerate(zip(terms, ctx.needs_input_grad)):
+        if not need:
+            grads.append(None)
+            continue
+        if len(set(term)) != len(term):
+            raise NotImplementedError("einsum backward: repeated subscripts within one operand")
+        others = [t for j, t in enumerate(terms) if j != i]
+        reachable = set(out).union(*others)
+        kept = "".join(c for c in term if c in reachable)
+        gi = einsum(",".join([out] + others) + "->" + kept, g, *[o for j, o in enumerate(ops) if j != i])
+        if kept != term:
+            shape = [ops[i].shape[term.index(c)] if c not in kept else gi.shape[kept.index(c)] for c in term]
+            gi = gi.reshape([gi.shape[kept.index(c)] if c in kept else 1 for c in term]).expand(shape)
+        grads.append(gi)
+    return tuple(grads)
+
+
+EINSUM = defop("einsum", meta=_einsum_meta, kernel=_einsum_kernel, backward=_einsum_bw, saves="inputs")
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return apply(EINSUM, *operands, equation=equation)

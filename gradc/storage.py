@@ -1,0 +1,50 @@
+"""Storage: the flat, typed buffer that tensors are views of.
+
+A Storage owns memory; a Tensor never does. Every tensor is (storage, offset, shape,
+strides), so views are free and in-place writes through any view are seen by all the
+others. The storage also carries the version counter: an in-place op on any tensor
+over this storage bumps it, which is what lets autograd notice that a tensor it saved
+was overwritten.
+"""
+from __future__ import annotations
+
+from .device import CPU, array_module, device
+from .dtypes import dtype, from_numpy_dtype
+
+
+class Storage:
+    __slots__ = ("data", "device", "version", "__weakref__")
+
+    def __init__(self, data, dev: device = CPU):
+        self.data = data  # a 1-D numpy or cupy array
+        self.device = dev
+        self.version = 0
+
+    @classmethod
+    def empty(cls, n: int, dt: dtype, dev: device = CPU) -> Storage:
+        return cls(array_module(dev).empty(n, dtype=dt.np), dev)
+
+    @property
+    def dtype(self) -> dtype:
+        return from_numpy_dtype(self.data.dtype)
+
+    def size(self) -> int:
+        """Number of elements."""
+        return self.data.shape[0]
+
+    def __len__(self) -> int:
+        return self.data.nbytes
+
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+    def element_size(self) -> int:
+        return self.data.itemsize
+
+    def data_ptr(self) -> int:
+        if self.device.type == "cpu":
+            return self.data.__array_interface__["data"][0]
+        return self.data.data.ptr
+
+    def __repr__(self) -> str:
+        return f"gradc.Storage(size={self.size()}, dtype={self.dtype}, device={self.device})"
