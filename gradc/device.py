@@ -45,9 +45,11 @@ CPU = device("cpu")
 
 
 def as_device(spec) -> device:
-    if spec is None:
+    """A device from a spec; the CPU is always the one `CPU` object (cheap identity checks)."""
+    if spec is None or spec == "cpu":
         return CPU
-    return spec if isinstance(spec, device) else device(spec)
+    dev = spec if isinstance(spec, device) else device(spec)
+    return CPU if dev.type == "cpu" else dev
 
 
 def array_module(dev: device):
@@ -68,6 +70,8 @@ def strided_view(xp, data, offset: int, shape: tuple, strides: tuple):
     array a kernel can read or write; it never copies.
     """
     item = data.itemsize
+    if 0 in shape:  # empty: the offset may point past the end (t[n:] is legal), nothing is read
+        offset = 0
     if xp is np:
         return np.ndarray(shape, data.dtype, buffer=data, offset=offset * item,
                           strides=tuple(s * item for s in strides))

@@ -97,6 +97,11 @@ def scalar_dtype(value) -> dtype:
 
 def result_type(*operands) -> dtype:
     """PyTorch's `result_type` over tensors and Python scalars (see module docstring)."""
+    if len(operands) == 2:
+        a, b = operands
+        da, db = getattr(a, "dtype", None), getattr(b, "dtype", None)
+        if da is db and da is not None and a._shape and b._shape:
+            return da  # the common case: two dimensioned tensors of one dtype
     dim_t = zero_t = None
     scalar_cat = -1
     for x in operands:

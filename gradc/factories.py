@@ -184,7 +184,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
     """A tensor sharing `array`'s memory (any non-negative strides), as torch.from_numpy."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(array).__name__})")
-    dt = dtypes.from_numpy_dtype(array.dtype)
+    dtypes.from_numpy_dtype(array.dtype)  # TypeError for dtypes gradc has no name for
     item = array.itemsize
     if any(s < 0 for s in array.strides):
         raise ValueError("At least one stride in the given numpy array is negative, and tensors with "

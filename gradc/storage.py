@@ -13,20 +13,17 @@ from .dtypes import dtype, from_numpy_dtype
 
 
 class Storage:
-    __slots__ = ("data", "device", "version", "__weakref__")
+    __slots__ = ("data", "device", "dtype", "version", "__weakref__")
 
-    def __init__(self, data, dev: device = CPU):
+    def __init__(self, data, dev: device = CPU, dt: dtype | None = None):
         self.data = data  # a 1-D numpy or cupy array
         self.device = dev
+        self.dtype = dt if dt is not None else from_numpy_dtype(data.dtype)
         self.version = 0
 
     @classmethod
     def empty(cls, n: int, dt: dtype, dev: device = CPU) -> Storage:
         return cls(array_module(dev).empty(n, dtype=dt.np), dev)
-
-    @property
-    def dtype(self) -> dtype:
-        return from_numpy_dtype(self.data.dtype)
 
     def size(self) -> int:
         """Number of elements."""

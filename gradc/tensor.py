@@ -16,9 +16,16 @@ from .storage import Storage
 
 
 class Tensor:
-    __slots__ = ("_storage", "_offset", "_shape", "_stride", "_arr", "_requires_grad", "grad",
-                 "grad_fn", "_output_nr", "_base", "_hooks", "_accumulator", "__dict__",
-                 "__weakref__")
+    # geometry lives in slots; autograd state defaults to these class attributes until set,
+    # which keeps creating a tensor (done by every op) cheap
+    __slots__ = ("_storage", "_offset", "_shape", "_stride", "_arr", "__dict__", "__weakref__")
+    _requires_grad = False
+    grad = None
+    grad_fn = None
+    _output_nr = 0
+    _base = None
+    _hooks = None
+    _accumulator = None
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use gradc.tensor(...) or a factory such as gradc.zeros(...) to make tensors")
@@ -30,27 +37,22 @@ class Tensor:
         t._storage = storage
         t._offset = offset
         t._shape = shape if isinstance(shape, Size) else Size(shape)
-        t._stride = tuple(stride)
+        t._stride = stride if stride is None or type(stride) is tuple else tuple(stride)  # None: C order
         t._arr = None
-        t._requires_grad = False
-        t.grad = None
-        t.grad_fn = None
-        t._output_nr = 0
-        t._base = base
-        t._hooks = None
-        t._accumulator = None
+        if base is not None:
+            t._base = base
         return t
 
     @classmethod
     def _from_array(cls, xp, arr, dt: dtypes.dtype | None = None, dev: device = CPU) -> Tensor:
         """Wrap a freshly computed array (it becomes the storage; C order is enforced)."""
-        if not isinstance(arr, xp.ndarray):
+        if type(arr) is not xp.ndarray:
             arr = xp.asarray(arr)  # numpy reductions to 0-d return scalars
-        if dt is not None and arr.dtype != dt.np:
+        if dt is not None and arr.dtype is not dt.np and arr.dtype != dt.np:
             arr = arr.astype(dt.np)
         if not arr.flags.c_contiguous:
             arr = xp.ascontiguousarray(arr)
-        t = cls._new(Storage(arr.reshape(-1), dev), 0, arr.shape, _cstrides(arr.shape))
+        t = cls._new(Storage(arr.reshape(-1), dev, dt), 0, arr.shape, None)
         t._arr = arr
         return t
 
@@ -70,7 +72,7 @@ class Tensor:
         if arr is None:
             s = self._storage
             arr = self._arr = strided_view(array_module(s.device), s.data, self._offset,
-                                           self._shape, self._stride)
+                                           self._shape, self.stride())
         return arr
 
     def _cast_array(self, dt):
@@ -92,15 +94,18 @@ class Tensor:
         return self._shape[norm_dim(dim, self.ndim)]
 
     def stride(self, dim: int | None = None):
+        stride = self._stride
+        if stride is None:
+            stride = self._stride = _cstrides(self._shape)
         if dim is None:
-            return self._stride
+            return stride
         from .ops.shapes import norm_dim
 
-        return self._stride[norm_dim(dim, self.ndim)]
+        return stride[norm_dim(dim, self.ndim)]
 
     @property
     def dtype(self) -> dtypes.dtype:
-        return dtypes.from_numpy_dtype(self._storage.data.dtype)
+        return self._storage.dtype
 
     @property
     def device(self) -> device:
@@ -137,6 +142,8 @@ class Tensor:
         return self._storage.data_ptr() + self._offset * self.element_size()
 
     def is_contiguous(self) -> bool:
+        if self._stride is None or self.numel() == 0:  # empty: contiguous whatever the strides
+            return True
         expected = 1
         for size, stride in zip(reversed(self._shape), reversed(self._stride)):
             if size != 1:
@@ -157,7 +164,7 @@ class Tensor:
         if source is None:
             source = Storage.empty(0, self.dtype, self.device)
         if isinstance(source, Tensor):
-            storage_offset, size, stride = source._offset, source._shape, source._stride
+            storage_offset, size, stride = source._offset, source._shape, source.stride()
             source = source._storage
         if size is None:
             size = (source.size(),)
@@ -203,7 +210,7 @@ class Tensor:
 
     @property
     def retains_grad(self) -> bool:
-        return self.grad_fn is not None and self._output_nr in self.grad_fn._retain_grad
+        return self.grad_fn is not None and self._output_nr in (self.grad_fn._retain_grad or {})
 
     def detach(self) -> Tensor:
         return self._alias()
@@ -221,23 +228,24 @@ class Tensor:
         if not self._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is not None:
-            hooks = self.grad_fn._tensor_hooks.setdefault(self._output_nr, HookDict())
+            hooks = self.grad_fn.tensor_hooks(self._output_nr)
         else:
             if self._hooks is None:
                 self._hooks = HookDict()
             from .autograd.node import accumulator
 
             hooks = self._hooks
-            accumulator(self)._tensor_hooks[0] = hooks
+            node = accumulator(self)
+            if node._tensor_hooks is None:
+                node._tensor_hooks = {}
+            node._tensor_hooks[0] = hooks
         return add_hook(hooks, hook)
 
     def retain_grad(self) -> None:
-        import weakref
-
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
-            self.grad_fn._retain_grad[self._output_nr] = weakref.ref(self)
+            self.grad_fn.retain_grad_of(self._output_nr, self)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
         from .autograd import backward
@@ -283,7 +291,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.numel() != 1:
-            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self.item())
 
     def __float__(self) -> float:

@@ -50,18 +50,18 @@ def _needed(roots, targets: set) -> set:
 
 
 def _run_pre_hooks(node, grads: list) -> list:
-    for nr, hooks in node._tensor_hooks.items():
+    for nr, hooks in (node._tensor_hooks or {}).items():
         for hook in list(hooks.values()):
             if grads[nr] is not None:
                 new = hook(grads[nr])
                 if new is not None:
                     grads[nr] = new
-    for nr, ref in node._retain_grad.items():
+    for nr, ref in (node._retain_grad or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
             g = grads[nr]
             t.grad = g.detach().clone() if t.grad is None else t.grad + g.detach()
-    for hook in list(node._pre_hooks.values()):
+    for hook in list((node._pre_hooks or {}).values()):
         new = hook(tuple(grads))
         if new is not None:
             grads = list(new)
@@ -144,7 +144,7 @@ def _execute(node, grads: list, accumulate: bool, capture: dict, create_graph: b
     if all(g is None for g in grads):
         return (None,) * len(node.next_functions)
     grad_inputs = node.apply(*grads)
-    for hook in list(node._hooks.values()):
+    for hook in list((node._hooks or {}).values()):
         new = hook(tuple(grad_inputs), tuple(grads))
         if new is not None:
             grad_inputs = tuple(new)

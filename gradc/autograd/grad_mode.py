@@ -9,11 +9,17 @@ import copy
 import functools
 import threading
 
-_state = threading.local()
+
+class _ThreadState(threading.local):
+    enabled = True  # class-level defaults: every thread starts with grad mode on
+    inference = False
+
+
+_state = _ThreadState()
 
 
 def is_grad_enabled() -> bool:
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 def _set(enabled: bool) -> None:
@@ -21,7 +27,7 @@ def _set(enabled: bool) -> None:
 
 
 def is_inference_mode_enabled() -> bool:
-    return getattr(_state, "inference", False)
+    return _state.inference
 
 
 class _GradMode:

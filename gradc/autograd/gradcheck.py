@@ -21,6 +21,11 @@ def _outputs(fn, inputs) -> list:
     return [o for o in outs if isinstance(o, Tensor) and o.dtype.is_floating_point]
 
 
+def _flat_outputs(fn, inputs) -> np.ndarray:
+    parts = [o._host().ravel().astype(np.float64) for o in _outputs(fn, inputs)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def _numerical(fn, inputs, wrt, eps: float) -> list:
     """Columns: d(all outputs, flattened)/d(input element), by central differences."""
     from .grad_mode import no_grad
@@ -34,9 +39,9 @@ def _numerical(fn, inputs, wrt, eps: float) -> list:
             orig = arr[idx].item()
             with no_grad():
                 arr[idx] = orig + eps
-                plus = np.concatenate([o._host().ravel().astype(np.float64) for o in _outputs(fn, inputs)] or [np.zeros(0)])
+                plus = _flat_outputs(fn, inputs)
                 arr[idx] = orig - eps
-                minus = np.concatenate([o._host().ravel().astype(np.float64) for o in _outputs(fn, inputs)] or [np.zeros(0)])
+                minus = _flat_outputs(fn, inputs)
                 arr[idx] = orig
             cols.append((plus - minus) / (2 * eps))
         jac.append(np.stack(cols, axis=1) if cols else np.zeros((0, 0)))

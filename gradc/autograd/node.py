@@ -56,16 +56,32 @@ class Node:
     """A backward step: maps gradients of its outputs to gradients of its inputs."""
 
     next_functions: tuple = ()
+    num_outputs = 1
+    # hook registries are made on first use: most nodes never get a hook, and every op
+    # that records creates a node
+    _pre_hooks: HookDict | None = None
+    _hooks: HookDict | None = None
+    _tensor_hooks: dict | None = None  # output_nr -> HookDict, from Tensor.register_hook
+    _retain_grad: dict | None = None  # output_nr -> weakref of the tensor
 
     def __init__(self):
         self.sequence_nr = next(_sequence)
-        self._pre_hooks = HookDict()
-        self._hooks = HookDict()
-        self._tensor_hooks: dict[int, HookDict] = {}
-        self._retain_grad: dict[int, weakref.ref] = {}
-        self.metadata: dict = {}
 
-    num_outputs = 1
+    @property
+    def metadata(self) -> dict:
+        if "_metadata" not in self.__dict__:
+            self._metadata = {}
+        return self._metadata
+
+    def tensor_hooks(self, output_nr: int) -> HookDict:
+        if self._tensor_hooks is None:
+            self._tensor_hooks = {}
+        return self._tensor_hooks.setdefault(output_nr, HookDict())
+
+    def retain_grad_of(self, output_nr: int, tensor) -> None:
+        if self._retain_grad is None:
+            self._retain_grad = {}
+        self._retain_grad[output_nr] = weakref.ref(tensor)
 
     def name(self) -> str:
         return type(self).__name__
@@ -78,10 +94,14 @@ class Node:
 
     def register_hook(self, fn) -> RemovableHandle:
         """`fn(grad_inputs, grad_outputs)` runs after this node; may return new grad_inputs."""
+        if self._hooks is None:
+            self._hooks = HookDict()
         return add_hook(self._hooks, fn)
 
     def register_prehook(self, fn) -> RemovableHandle:
         """`fn(grad_outputs)` runs before this node; may return new grad_outputs."""
+        if self._pre_hooks is None:
+            self._pre_hooks = HookDict()
         return add_hook(self._pre_hooks, fn)
 
     def release_variables(self) -> None:
@@ -118,6 +138,9 @@ def accumulator(t) -> AccumulateGrad:
         node = AccumulateGrad(t)
         t._accumulator = weakref.ref(node)
     return node
+
+
+_NO_EDGE = (None, 0)
 
 
 def gradient_edge(t) -> tuple:
@@ -181,23 +204,40 @@ class OpNode(Node):
 
     op = None
 
-    def __init__(self, args, attrs: dict, outputs: list):
-        super().__init__()
-        from ..tensor import Tensor
+    _released = False
+    _saved_inputs = _saved_outputs = None
 
+    def __init__(self, args, attrs: dict, outputs: list, tensor_type: type):
+        self.sequence_nr = next(_sequence)
         self.attrs = attrs
-        self.num_outputs = len(outputs)
-        self.next_functions = tuple(gradient_edge(a) if isinstance(a, Tensor) else (None, 0)
-                                    for a in args)
-        self.needs_input_grad = tuple(e[0] is not None for e in self.next_functions)
-        self._input_meta = tuple((a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args)
-        self._out_meta = tuple((o.shape, o.dtype, o.device) for o in outputs)
+        edges, meta = [], []
+        for a in args:
+            if isinstance(a, tensor_type):
+                if a.grad_fn is not None:
+                    edges.append((a.grad_fn, a._output_nr))
+                elif a._requires_grad:
+                    edges.append((accumulator(a), 0))
+                else:
+                    edges.append(_NO_EDGE)
+                meta.append((a._shape, a._storage.dtype))
+            else:
+                edges.append(_NO_EDGE)
+                meta.append(None)
+        self.next_functions = tuple(edges)
+        self._input_meta = meta
+        if len(outputs) > 1:
+            self.num_outputs = len(outputs)
+            self._out_meta = [(o.shape, o.dtype, o.device) for o in outputs]
         saves = self.op.saves
-        self._saved_inputs = ([SavedTensor(a, False, i) if isinstance(a, Tensor) else a
-                               for i, a in enumerate(args)] if saves in ("inputs", "both") else None)
-        self._saved_outputs = ([SavedTensor(o, True, i) for i, o in enumerate(outputs)]
-                               if saves in ("output", "both") else None)
-        self._released = False
+        if saves == "inputs" or saves == "both":
+            self._saved_inputs = [SavedTensor(a, False, i) if isinstance(a, tensor_type) else a
+                                  for i, a in enumerate(args)]
+        if saves == "output" or saves == "both":
+            self._saved_outputs = [SavedTensor(o, True, i) for i, o in enumerate(outputs)]
+
+    @property
+    def needs_input_grad(self) -> tuple:
+        return tuple(e[0] is not None for e in self.next_functions)
 
     def _check_alive(self):
         if self._released:

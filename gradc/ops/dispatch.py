@@ -2,19 +2,23 @@
 
 `apply` is the single entry point every op goes through: shape/dtype rule, kernel (or
 view arithmetic), wrapping, and, when grad mode is on and an input requires grad,
-one autograd node for the outputs.
+one autograd node for the outputs. It runs for every op call, so it is written for
+speed: per-op dispatch overhead is a benchmarked target (benchmarks/eager_overhead.py).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd.grad_mode import _state
-from ..device import array_module
+from ..device import CPU, array_module
 from ..tensor import Tensor
 
 
-def _devices(op, tensors):
+def _device_of(op, tensors):
     dev = tensors[0]._storage.device
     for t in tensors:
-        if t._storage.device != dev:
+        d = t._storage.device
+        if d is not dev and d != dev:
             raise RuntimeError(f"{op.name}: expected all tensors to be on the same device, "
                                f"but found at least two devices, {dev} and {t.device}!")
     return dev
@@ -24,31 +28,33 @@ def apply(op, *args, **attrs):
     """Run `op` on `args` (tensors and Python scalars); returns a Tensor or a tuple."""
     tensors = [a for a in args if isinstance(a, Tensor)]
     specs, compute = op.meta(*args, **attrs)
-    dev = _devices(op, tensors)
+    dev = _device_of(op, tensors)
     if op.view is not None:
         x = args[0]
         shape, stride, offset = op.view(x, **attrs)
-        outs = [x._make_view(shape, stride, offset)]
+        outs = (x._make_view(shape, stride, offset),)
     else:
-        xp = array_module(dev)
-        arrays = [a._cast_array(compute) if isinstance(a, Tensor) else a for a in args]
-        result = op.kernel(xp, *arrays, **attrs)
+        xp = np if dev is CPU else array_module(dev)
+        result = op.kernel(xp, *[a._cast_array(compute) if isinstance(a, Tensor) else a for a in args],
+                           **attrs)
         if len(specs) == 1:
-            result = (result,)
-        outs = [Tensor._from_array(xp, r, spec[1], spec[2] if len(spec) == 3 else dev)
-                for r, spec in zip(result, specs)]
-    if op.backward is not None and getattr(_state, "enabled", True):
+            spec = specs[0]
+            outs = (Tensor._from_array(xp, result, spec[1], spec[2] if len(spec) == 3 else dev),)
+        else:
+            outs = tuple(Tensor._from_array(xp, r, spec[1], spec[2] if len(spec) == 3 else dev)
+                         for r, spec in zip(result, specs))
+    if op.backward is not None and _state.enabled:
         for t in tensors:
             if t._requires_grad:
                 _record(op, args, attrs, outs)
                 break
-    return outs[0] if len(outs) == 1 else tuple(outs)
+    return outs[0] if len(outs) == 1 else outs
 
 
 def _record(op, args, attrs, outs) -> None:
-    node = op.node_cls(args, attrs, outs)
+    node = op.node_cls(args, attrs, outs, Tensor)
     for i, o in enumerate(outs):
-        if o.dtype.is_floating_point:
+        if o._storage.dtype.is_floating_point:
             o._requires_grad = True
             o.grad_fn = node
             o._output_nr = i

@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..factories import tensor as _tensor
-from ..factories import zeros
 from ..tensor import Tensor
 from .dispatch import apply
 from .registry import defop
@@ -29,7 +27,9 @@ def _normalize_key(key) -> tuple:
         if isinstance(k, Tensor) and k.ndim == 0 and not k.dtype.is_floating_point and k.dtype is not dtypes.bool_:
             out.append(int(k.item()))
         elif isinstance(k, (list, np.ndarray, bool)):
-            out.append(_tensor(k))
+            from ..factories import tensor
+
+            out.append(tensor(k))
         elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             out.append(int(k))
         elif k is None or k is Ellipsis or isinstance(k, (slice, Tensor)):
@@ -71,7 +71,7 @@ def _index_kernel(xp, x, *indices, template):
 
 def _index_bw(ctx, g):
     indices = ctx.inputs[1:]
-    base = zeros(ctx.input_shape(0), dtype=g.dtype, device=g.device)
+    base = g.new_zeros(ctx.input_shape(0))
     return (index_put(base, g, *indices, template=ctx.attrs["template"], accumulate=True),) + (None,) * len(indices)
 
 
@@ -194,7 +194,7 @@ def _check_range(op, index, dim, size):
 def _gather_bw(ctx, g):
     x_shape = ctx.input_shape(0)
     index = ctx.inputs[1]
-    base = zeros(x_shape, dtype=g.dtype, device=g.device)
+    base = g.new_zeros(x_shape)
     return scatter_add(base, ctx.attrs["dim"], index, g), None
 
 
@@ -210,7 +210,9 @@ def _scatter_add_meta(x, index, src, dim):
     if any(a > b for a, b in zip(index.shape, src.shape)):
         raise RuntimeError(f"scatter_add(): expected index {fmt(index.shape)} to be no larger than "
                            f"src {fmt(src.shape)}")
-    return ((x.shape, x.dtype),), x.dtype
+    if src.dtype is not x.dtype:
+        raise RuntimeError("scatter_add(): Expected self.dtype to be equal to src.dtype")
+    return ((x.shape, x.dtype),), None  # no compute dtype: the index must stay int64
 
 
 def _scatter_add_kernel(xp, x, index, src, dim):
@@ -232,7 +234,7 @@ def _scatter_add_bw(ctx, g):
         gsrc = gather(g, ctx.attrs["dim"], index)
         src_shape = ctx.input_shape(2)
         if gsrc.shape != src_shape:
-            pad = zeros(src_shape, dtype=g.dtype, device=g.device)
+            pad = g.new_zeros(src_shape)
             gsrc = _scatter_region(pad, gsrc)
     return (g if need_x else None), None, gsrc
 

@@ -29,9 +29,13 @@ def pointwise_meta(name: str, kind: str | None = None):
     """
 
     def meta(*args):
-        dt = dtypes.result_type(*args)
-        shapes = [a._shape for a in args if isinstance(a, Tensor)]
-        shape = shapes[0] if len(shapes) == 1 else broadcast_shapes(name, *shapes)
+        first = args[0]
+        if len(args) == 1:
+            dt, shape = first._storage.dtype, first._shape
+        else:
+            dt = dtypes.result_type(*args)
+            shapes = [a._shape for a in args if isinstance(a, Tensor)]
+            shape = shapes[0] if len(shapes) == 1 else broadcast_shapes(name, *shapes)
         if kind is None:
             return ((shape, dt),), dt
         if kind == FLOAT:
@@ -292,7 +296,7 @@ WHERE = defop("where", meta=_where_meta, kernel=_where_kernel, backward=_where_b
 
 
 # ---------------------------------------------------------------- public functions
-def _binary(op):
+def binary(op):
     def fn(input, other):
         return apply(op, input, other)
 
@@ -330,15 +334,15 @@ def div(input, other, *, rounding_mode=None):
     raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'")
 
 
-mul = _binary(MUL)
-true_divide = divide = _binary(DIV)
-floor_divide = _binary(FLOOR_DIVIDE)
-remainder = _binary(REMAINDER)
-pow = _binary(POW)
-maximum = _binary(MAXIMUM)
-minimum = _binary(MINIMUM)
-eq, ne, lt, le, gt, ge = (_binary(o) for o in (EQ, NE, LT, LE, GT, GE))
-bitwise_and, bitwise_or, bitwise_xor = (_binary(o) for o in (BITWISE_AND, BITWISE_OR, BITWISE_XOR))
+mul = binary(MUL)
+true_divide = divide = binary(DIV)
+floor_divide = binary(FLOOR_DIVIDE)
+remainder = binary(REMAINDER)
+pow = binary(POW)
+maximum = binary(MAXIMUM)
+minimum = binary(MINIMUM)
+eq, ne, lt, le, gt, ge = (binary(o) for o in (EQ, NE, LT, LE, GT, GE))
+bitwise_and, bitwise_or, bitwise_xor = (binary(o) for o in (BITWISE_AND, BITWISE_OR, BITWISE_XOR))
 bitwise_not = _unary(BITWISE_NOT)
 logical_not = _unary(LOGICAL_NOT)
 (neg, sign, abs, exp, log, log1p, expm1, sqrt, rsqrt, reciprocal, sin, cos, tanh, sigmoid, erf,

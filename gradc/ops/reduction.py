@@ -38,6 +38,8 @@ def _reduce_meta(name, *, to_int64=False, float_only=False, index=False):
 
 
 def _axis(x, dim):
+    if dim is None:
+        return None
     dims = norm_dims(dim, x.ndim)
     return dims if len(dims) != x.ndim else None
 
@@ -53,7 +55,7 @@ def _expand_back(ctx, g):
 
 SUM = defop("sum", meta=_reduce_meta("sum", to_int64=True),
             kernel=lambda xp, x, dim=None, keepdim=False, dtype=None:
-                xp.sum(x, axis=_axis(x, dim), keepdims=keepdim),
+                x.sum(axis=_axis(x, dim), keepdims=keepdim),
             backward=_expand_back, kind="reduction")
 
 
@@ -74,7 +76,7 @@ def _prod_bw(ctx, g):
 
 PROD = defop("prod", meta=_reduce_meta("prod", to_int64=True),
              kernel=lambda xp, x, dim=None, keepdim=False, dtype=None:
-                 xp.prod(x, axis=_axis(x, dim), keepdims=keepdim),
+                 x.prod(axis=_axis(x, dim), keepdims=keepdim),
              backward=_prod_bw, saves="both", kind="reduction")
 
 

@@ -18,8 +18,9 @@ read this table.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 OPS: dict[str, Op] = {}
 

@@ -11,8 +11,8 @@ def fmt(shape) -> str:
 def broadcast_shapes(op: str, *shapes) -> Size:
     """NumPy/PyTorch broadcasting; the error names the op and every shape."""
     first = shapes[0]
-    if all(s == first for s in shapes):
-        return first if isinstance(first, Size) else Size(first)
+    if len(shapes) == 2 and first == shapes[1]:
+        return first if type(first) is Size else Size(first)
     ndim = max(len(s) for s in shapes)
     out = []
     for i in range(-ndim, 0):
@@ -52,6 +52,8 @@ def norm_dims(dim, ndim: int, op: str = "") -> tuple[int, ...]:
 
 
 def reduced_shape(shape, dims, keepdim: bool) -> Size:
+    if not keepdim and len(dims) == len(shape):
+        return Size()
     if keepdim:
         return Size(1 if i in dims else s for i, s in enumerate(shape))
     return Size(s for i, s in enumerate(shape) if i not in dims)

@@ -7,7 +7,6 @@ else (transpose, squeeze, select, split, ...) is composed from them.
 """
 from __future__ import annotations
 
-from ..factories import zeros
 from ..size import Size
 from ..tensor import Tensor
 from .dispatch import apply
@@ -21,8 +20,14 @@ def infer_shape(shape, n: int, op: str = "view") -> Size:
     shape = list(shape)
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
+    for s in shape:
+        if s < -1:
+            raise RuntimeError(f"invalid shape dimension {s}")
     known = numel(s for s in shape if s != -1)
     if -1 in shape:
+        if known == 0 and n == 0:
+            raise RuntimeError(f"cannot reshape tensor of 0 elements into shape {fmt(shape)} because the "
+                               "unspecified dimension size -1 can be any value and is ambiguous")
         if known == 0 or n % known:
             raise RuntimeError(f"shape '{fmt(shape)}' is invalid for input of size {n}")
         shape[shape.index(-1)] = n // known
@@ -175,10 +180,7 @@ EXPAND = defop("expand", meta=lambda x, sizes: (((_expand_geometry(x, sizes)[0],
 
 
 def expand(input, sizes) -> Tensor:
-    sizes = tuple(sizes)
-    if sizes == input.shape:
-        return input
-    return apply(EXPAND, input, sizes=sizes)
+    return apply(EXPAND, input, sizes=tuple(sizes))
 
 
 def broadcast_to(input, shape) -> Tensor:
@@ -187,19 +189,19 @@ def broadcast_to(input, shape) -> Tensor:
 
 # ---------------------------------------------------------------- shape sugar over view
 def unsqueeze(input, dim: int) -> Tensor:
+    # as basic indexing with None (PyTorch's unsqueeze strides; the other dims keep theirs)
     d = norm_dim(dim, input.ndim + 1, "unsqueeze")
-    shape = list(input.shape)
-    shape.insert(d, 1)
-    return view(input, shape)
+    return basic_index(input, (slice(None),) * d + (None,))
 
 
 def squeeze(input, dim=None) -> Tensor:
+    # index 0 at each squeezed size-1 dim: drops it and keeps every other stride (as PyTorch)
     if dim is None:
         dims = range(input.ndim)
     else:
         dims = [norm_dim(d, input.ndim, "squeeze") for d in (dim if isinstance(dim, (tuple, list)) else (dim,))]
-    shape = [s for i, s in enumerate(input.shape) if not (i in dims and s == 1)]
-    return view(input, shape)
+    return basic_index(input, tuple(0 if (i in dims and s == 1) else slice(None)
+                                    for i, s in enumerate(input.shape)))
 
 
 def flatten(input, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -229,16 +231,15 @@ def index_geometry(shape, stride, offset: int, key: tuple):
         key = key[:i] + (slice(None),) * (len(shape) - consuming) + key[i + 1:]
     out_shape, out_stride, d = [], [], 0
     for k in key:
-        if k is None:
+        if k is None:  # PyTorch's unsqueeze stride: that of the next input dim spanned, or 1
             out_shape.append(1)
-            out_stride.append(0)
+            out_stride.append(shape[d] * stride[d] if d < len(shape) else 1)
         elif isinstance(k, slice):
             start, stop, step = k.indices(shape[d])
             if step <= 0:
                 raise ValueError("step must be greater than zero")
             n = max(0, (stop - start + step - 1) // step)
-            if n:
-                offset += start * stride[d]
+            offset += start * stride[d]  # even when empty, as PyTorch
             out_shape.append(n)
             out_stride.append(stride[d] * step)
             d += 1
@@ -256,7 +257,7 @@ def index_geometry(shape, stride, offset: int, key: tuple):
 def _basic_index_bw(ctx, g):
     shape = ctx.input_shape(0)
     size, stride, offset = index_geometry(shape, contiguous_strides(shape), 0, ctx.attrs["key"])
-    return strided_scatter(zeros(shape, dtype=g.dtype, device=g.device), g, size, stride, offset)
+    return strided_scatter(g.new_zeros(shape), g, size, stride, offset)
 
 
 BASIC_INDEX = defop(
@@ -319,9 +320,22 @@ def _as_strided_geometry(x, size, stride, offset):
 
 
 def _as_strided_bw(ctx, g):
+    import numpy as np
+
     a = ctx.attrs
-    base = zeros(ctx.input_shape(0), dtype=g.dtype, device=g.device)
-    return strided_scatter(base, g, a["size"], a["stride"], a["offset"])
+    shape = ctx.input_shape(0)
+    base = g.new_zeros(shape)
+    idx = np.full((), a["offset"], dtype=np.int64)
+    for i, (n, st) in enumerate(zip(a["size"], a["stride"])):
+        idx = idx + np.arange(n, dtype=np.int64).reshape((n,) + (1,) * (len(a["size"]) - i - 1)) * st
+    if np.unique(idx).size == idx.size:
+        return strided_scatter(base, g, a["size"], a["stride"], a["offset"])
+    # overlapping windows: an element read at several places gets the sum of their gradients
+    from ..factories import tensor
+    from .indexing import scatter_add
+
+    index = tensor(idx.reshape(-1), device=g.device)
+    return view(scatter_add(view(base, (-1,)), 0, index, g.reshape(-1)), shape)
 
 
 AS_STRIDED = defop("as_strided", meta=lambda x, size, stride, offset: (((Size(size), x.dtype),), None),
