@@ -38,8 +38,21 @@ def _finish(arr, dt, dev, requires_grad: bool) -> Tensor:
 
 
 def _infer_dtype(data) -> dtypes.dtype:
-    if isinstance(data, np.ndarray):
+    """PyTorch's rule: promote the types of all elements, where a Python bool/int/float counts
+    as bool/int64/the default float and numpy scalars and arrays keep their own dtype."""
+    if isinstance(data, (np.ndarray, np.generic)):
         return dtypes.from_numpy_dtype(data.dtype)
+    if isinstance(data, (list, tuple)):
+        kinds = {x.dtype if isinstance(x, (np.ndarray, np.generic)) else type(x) for x in _flat(data)}
+        py = {bool: dtypes.bool_, int: dtypes.int64, float: dtypes.get_default_dtype()}
+        if all(k in py or isinstance(k, np.dtype) for k in kinds):
+            if not kinds:
+                return dtypes.get_default_dtype()
+            result = None
+            for k in kinds:
+                d = py[k] if k in py else dtypes.from_numpy_dtype(k)
+                result = d if result is None else dtypes.promote_types(result, d)
+            return result
     flat = np.asarray(data)
     if flat.dtype == np.bool_:
         return dtypes.bool_
@@ -77,7 +90,19 @@ def _nested_host(data):
     return data
 
 
-as_tensor = tensor
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Like `tensor`, but shares memory when it can (a tensor, or a numpy array, already of
+    the requested dtype and on the CPU), as torch.as_tensor."""
+    dt = to_dtype(dtype) if dtype is not None else None
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dt) if (dt or device) else data
+    if (isinstance(data, np.ndarray) and as_device(device).type == "cpu" and data.dtype.isnative
+            and all(st >= 0 for st in data.strides) and (dt is None or data.dtype == dt.np)):
+        try:
+            return from_numpy(data)
+        except (TypeError, ValueError):
+            pass  # a dtype gradc lacks, odd strides: fall back to a copy
+    return tensor(data, dtype=dtype, device=device)
 
 
 def _float_dtype(dtype):
@@ -104,6 +129,10 @@ def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    if isinstance(fill_value, Tensor):
+        fill_value = fill_value.item()
+    if isinstance(fill_value, np.generic):  # as PyTorch: a numpy scalar counts as a Python number
+        fill_value = fill_value.item()
     dt = to_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(fill_value)
     dev = as_device(device)
     arr = array_module(dev).full(_sizes((size,)), fill_value, dtype=dt.np)
@@ -114,12 +143,19 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: b
     if end is None:
         start, end = 0, start
     if dtype is None:
-        is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
+        is_int = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
         dtype = dtypes.int64 if is_int else dtypes.get_default_dtype()
     dt = to_dtype(dtype)
+    span = None  # (end - start) / step, computed as PyTorch does
+    if not dt.is_floating_point:  # as PyTorch: start and step are truncated to integers first
+        if dt is dtypes.int64 and int(step):  # (and for int64 the end too, when sizing)
+            span = (int(end) - int(start)) / int(step)
+        start, step = int(start), int(step)
     if step == 0:
-        raise RuntimeError("arange: step must be nonzero")
-    n = max(0, int(np.ceil((end - start) / step)))
+        raise RuntimeError("step must be nonzero")
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
+    n = int(np.ceil(span if span is not None else (end - start) / step))
     arr = (start + np.arange(n, dtype=np.float64 if dt.is_floating_point else np.int64) * step)
     return _finish(arr, dt, device, requires_grad)
 
@@ -134,14 +170,21 @@ def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad:
     return _finish(np.eye(n, m if m is not None else n), dt, device, requires_grad)
 
 
+def _check_float(name: str, dt) -> None:
+    if not dt.is_floating_point:
+        raise RuntimeError(f'"{name}" not implemented for \'{dt.name}\' (floating-point dtypes only)')
+
+
 def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
+    _check_float("rand", dt)
     return _finish(_rng.random(_sizes(size), dtype=np.float64 if dt is dtypes.float64 else np.float32),
                    dt, device, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
+    _check_float("randn", dt)
     return _finish(_rng.standard_normal(_sizes(size), dtype=np.float64 if dt is dtypes.float64 else np.float32),
                    dt, device, requires_grad)
 

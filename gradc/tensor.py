@@ -26,6 +26,7 @@ class Tensor:
     _base = None
     _hooks = None
     _accumulator = None
+    _view_version = None  # a view: the storage version when its history was recorded
 
     def __init__(self, *args, **kwargs):
         raise TypeError("use gradc.tensor(...) or a factory such as gradc.zeros(...) to make tensors")
@@ -52,13 +53,19 @@ class Tensor:
             arr = arr.astype(dt.np)
         if not arr.flags.c_contiguous:
             arr = xp.ascontiguousarray(arr)
-        t = cls._new(Storage(arr.reshape(-1), dev, dt), 0, arr.shape, None)
+        t = object.__new__(cls)
+        t._storage = Storage(arr.reshape(-1), dev, dt)
+        t._offset = 0
+        t._shape = Size(arr.shape)
+        t._stride = None
         t._arr = arr
         return t
 
     def _make_view(self, shape, stride, offset: int) -> Tensor:
-        return Tensor._new(self._storage, offset, shape, stride,
-                           self._base if self._base is not None else self)
+        t = Tensor._new(self._storage, offset, shape, stride,
+                        self._base if self._base is not None else self)
+        t._view_version = self._storage.version  # see ops.inplace.refresh_view
+        return t
 
     def _alias(self) -> Tensor:
         """Same memory and metadata, no autograd history (what `detach` returns)."""
@@ -161,6 +168,10 @@ class Tensor:
 
     def set_(self, source=None, storage_offset: int = 0, size=None, stride=None) -> Tensor:
         """Point this tensor at `source` (a Storage or a Tensor) with the given geometry."""
+        from .autograd.grad_mode import is_grad_enabled
+
+        if self._requires_grad and self.grad_fn is None and is_grad_enabled():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         if source is None:
             source = Storage.empty(0, self.dtype, self.device)
         if isinstance(source, Tensor):
@@ -183,6 +194,8 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         if self.grad_fn is not None:
+            if value:  # a non-leaf already requires grad: a no-op, as in PyTorch
+                return
             raise RuntimeError("you can only change requires_grad flags of leaf variables."
                                + ("" if value else " If you want to use a computed variable in a "
                                   "subgraph that doesn't require differentiation use "
@@ -216,6 +229,8 @@ class Tensor:
         return self._alias()
 
     def detach_(self) -> Tensor:
+        if self._base is not None:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
         self.grad_fn = None
         self._requires_grad = False
         return self
@@ -266,7 +281,7 @@ class Tensor:
         return self._array()
 
     def __array__(self, dtype=None, copy=None):
-        arr = self.detach().numpy()
+        arr = self.numpy()  # as PyTorch: refused when requires_grad (detach() first)
         return arr if dtype is None else arr.astype(dtype, copy=False)
 
     def item(self):
@@ -284,7 +299,8 @@ class Tensor:
     def __dlpack__(self, stream=None, **kwargs):
         if self._requires_grad:
             raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
-        return self._array().__dlpack__(**({"stream": stream} if stream is not None else {}))
+        # forward max_version etc.: a versioned capsule lets consumers (numpy) import it writable
+        return self._array().__dlpack__(stream=stream, **kwargs)
 
     def __dlpack_device__(self):
         return self._array().__dlpack_device__()
@@ -433,6 +449,9 @@ class Tensor:
 
     @property
     def mT(self) -> Tensor:
+        if self.ndim < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got "
+                               f"{self.ndim}-D tensor.")
         return ops.transpose(self, -2, -1)
 
     def t(self) -> Tensor:
@@ -441,7 +460,13 @@ class Tensor:
         return self.T
 
     def t_(self) -> Tensor:
-        return self.set_(self.t())
+        t = self.t()  # (checks the leaf rule before anything changes)
+        if self._requires_grad and self.grad_fn is None and t.grad_fn is not None:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        self.set_(t)
+        if t.grad_fn is not None:  # the history becomes the transpose's, as PyTorch's TBackward
+            self.grad_fn, self._output_nr = t.grad_fn, t._output_nr
+        return self
 
     def __getitem__(self, key) -> Tensor:
         return ops.getitem(self, key)

@@ -11,8 +11,8 @@ convention at such a point (`gradcheck=False`: gradients are compared to torch o
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class OpInfo:
     torch_fn: Callable | None = None  # torch_fn(torch, *inputs), when torch spells it otherwise
     np_fn: Callable | None = None  # numpy reference on the float64/int inputs
     torch: bool = True  # compare with torch
+    torch_grad: bool = True  # compare gradients with torch (False where torch's backward fails)
     dtypes: tuple = FLOAT  # dtypes of the forward tests
     differentiable: bool = True
     gradcheck: bool = True  # False at points where only torch's convention is checked
@@ -341,7 +342,8 @@ add("where/scalar_other", lambda m, c, a: m.where(c, a, 0.0), lambda r, d: (mask
     np_fn=lambda c, a: np.where(c, a, 0.0), dtypes=F_INT)
 add("where/scalar_input", lambda m, c, a: m.where(c, 2.0, a), lambda r, d: (mask(r, S), arr(r, S, d)),
     np_fn=lambda c, a: np.where(c, 2.0, a), dtypes=F_INT)
-add("where/mixed_dtypes", lambda m, c, a, b: m.where(c, a.int(), b), lambda r, d: (mask(r, S), arr(r, S, d), arr(r, S, d)),
+add("where/mixed_dtypes", lambda m, c, a, b: m.where(c, a.int(), b),
+    lambda r, d: (mask(r, S), arr(r, S, d), arr(r, S, d)),
     np_fn=lambda c, a, b: np.where(c, np.trunc(a), b))
 
 # ---------------------------------------------------------------- reductions
@@ -404,7 +406,9 @@ def _zeros_in(r, d):
 add("prod/one_zero_all", lambda m, x: m.prod(x), lambda r, d: (np.array([[1.5, 0.0], [-2.0, 0.7]], d),),
     np_fn=np.prod, dtypes=F_INT, gradgrad=True)
 add("prod/two_zeros_all", lambda m, x: m.prod(x), lambda r, d: (np.array([[1.5, 0.0], [0.0, 0.7]], d),),
-    np_fn=np.prod, dtypes=F_INT)
+    np_fn=np.prod, dtypes=F_INT, gradgrad=True)
+add("prod/three_zeros_all", lambda m, x: m.prod(x), lambda r, d: (np.array([[1.5, 0.0, 0.0], [0.0, 0.7, -2.0]], d),),
+    np_fn=np.prod, gradgrad=True)
 add("prod/zeros_dim", lambda m, x: m.prod(x, 1), _zeros_in, np_fn=lambda x: np.prod(x, axis=1),
     dtypes=F_INT, gradgrad=True)
 add("prod/zeros_dim_keepdim", lambda m, x: m.prod(x, 1, keepdim=True), _zeros_in,
@@ -474,7 +478,8 @@ for _op in ("softmax", "log_softmax"):
     add(f"{_op}/large", lambda m, x, _op=_op: getattr(m, _op)(x, 1), lambda r, d: (arr(r, S, d, -300, 300),),
         np_fn=lambda x, _ref=_ref: _ref(x, 1), gradcheck=False, atol=1e-4)
     add(f"{_op}/int", lambda m, x, _op=_op: getattr(m, _op)(x, 1), lambda r, d: (arr(r, S, d, -3, 3),),
-        np_fn=lambda x, _ref=_ref: _ref(x.astype(np.float64), 1), dtypes=INT, differentiable=False)
+        np_fn=lambda x, _ref=_ref: _ref(x.astype(np.float64), 1), dtypes=INT, differentiable=False,
+        torch=False)  # torch has no integer softmax kernel ("not implemented for 'Int'")
     add(f"{_op}/method", lambda m, x, _op=_op: getattr(x, _op)(dim=1), lambda r, d: (arr(r, S, d),),
         np_fn=lambda x, _ref=_ref: _ref(x, 1))
 
@@ -516,14 +521,14 @@ for _eq, _shapes in (("ij,jk->ik", ((3, 4), (4, 2))), ("bij,bjk->bik", ((2, 3, 4
                      ("bi,bj,bk->bijk", ((2, 3), (2, 2), (2, 4))), ("i i , j -> j", ((3, 3), (2,)))):
     add(f"einsum/{_eq.replace(' ', '')}", lambda m, *ops, _eq=_eq: m.einsum(_eq, *ops),
         lambda r, d, _shapes=_shapes: tuple(arr(r, s, d) for s in _shapes),
-        np_fn=lambda *ops, _eq=_eq: np.einsum(_eq.replace(" ", ""), *ops), dtypes=F_INT,
+        np_fn=lambda *ops, _eq=_eq: np.einsum(_eq.replace(" ", ""), *ops), dtypes=FLOAT + ("int64",),
         gradgrad=_eq in ("ij,jk->ik", "...ij,...jk->...ik"), rtol=1e-4)
 add("einsum/list_operands", lambda m, a, b: m.einsum("ij,jk->ik", [a, b]),
     lambda r, d: (arr(r, (3, 4), d), arr(r, (4, 2), d)), np_fn=lambda a, b: a @ b, rtol=1e-4)
 add("einsum/diagonal", lambda m, a: m.einsum("ii->i", a), lambda r, d: (arr(r, (3, 3), d),),
-    np_fn=lambda a: np.einsum("ii->i", a), dtypes=F_INT)
+    np_fn=lambda a: np.einsum("ii->i", a), dtypes=FLOAT + ("int64",))
 add("einsum/trace", lambda m, a: m.einsum("ii", a), lambda r, d: (arr(r, (3, 3), d),),
-    np_fn=lambda a: np.einsum("ii", a), dtypes=F_INT)
+    np_fn=lambda a: np.einsum("ii", a), dtypes=FLOAT + ("int64",))
 
 # ---------------------------------------------------------------- joining, indexing, data movement
 add("cat/dim0", lambda m, a, b, c: m.cat([a, b, c]), lambda r, d: (arr(r, (2, 3), d), arr(r, (1, 3), d),
@@ -555,20 +560,21 @@ add("scatter_add/dim0", lambda m, x, i, s: m.scatter_add(x, 0, i, s),
     np_fn=lambda x, i, s: _np_scatter_add(x, 0, i, s), dtypes=F_INT)
 add("scatter_add/dim1_partial", lambda m, x, i, s: m.scatter_add(x, 1, i, s),
     lambda r, d: (arr(r, S, d), idx(r, (2, 3), 4), arr(r, (3, 5), d)),
-    np_fn=lambda x, i, s: _np_scatter_add(x, 1, i, s), dtypes=F_INT)
+    np_fn=lambda x, i, s: _np_scatter_add(x, 1, i, s), dtypes=F_INT,
+    torch_grad=False)  # torch's backward returns an index-shaped gradient for the larger src and fails
 add("scatter_add/method", lambda m, x, i, s: x.scatter_add(-1, i, s),
     lambda r, d: (arr(r, S, d), idx(r, (3, 6), 4), arr(r, (3, 6), d)),
     np_fn=lambda x, i, s: _np_scatter_add(x, 1, i, s))
 add("index_select/dim0", lambda m, x, i: m.index_select(x, 0, i), lambda r, d: (arr(r, S, d), np.array([2, 0, 2])),
     np_fn=lambda x, i: x[i], dtypes=F_INT + ("bool",))
 add("index_select/dim1", lambda m, x, i: m.index_select(x, 1, i),
-    lambda r, d: (arr(r, S3, d), np.array([3, 1, 1, 0])), np_fn=lambda x, i: x[:, i], dtypes=F_INT)
+    lambda r, d: (arr(r, S3, d), np.array([2, 1, 1, 0])), np_fn=lambda x, i: x[:, i], dtypes=F_INT)
 add("index_select/neg_dim", lambda m, x, i: x.index_select(-1, i), lambda r, d: (arr(r, S, d), np.array([1])),
     np_fn=lambda x, i: x[:, i])
 add("index_select/0d_index", lambda m, x, i: m.index_select(x, 0, i), lambda r, d: (arr(r, S, d), np.array(1)),
     np_fn=lambda x, i: x[[int(i)]])
 add("masked_fill", lambda m, x, k: m.masked_fill(x, k, -1.5), lambda r, d: (arr(r, S, d), mask(r, S)),
-    np_fn=lambda x, k: np.where(k, -1.5, x), dtypes=F_INT)
+    np_fn=lambda x, k: np.where(k, -1.5, x).astype(x.dtype), dtypes=F_INT)
 add("masked_fill/broadcast", lambda m, x, k: x.masked_fill(k, 0.0), lambda r, d: (arr(r, S3, d), mask(r, (3, 1))),
     np_fn=lambda x, k: np.where(k, 0.0, x), dtypes=F_INT + ("bool",))
 add("masked_fill/tensor_value", lambda m, x, k, v: m.masked_fill(x, k, v),
@@ -625,9 +631,10 @@ _CMP = (("eq", lambda a, b: a == b, np.equal), ("ne", lambda a, b: a != b, np.no
         ("lt", lambda a, b: a < b, np.less), ("le", lambda a, b: a <= b, np.less_equal),
         ("gt", lambda a, b: a > b, np.greater), ("ge", lambda a, b: a >= b, np.greater_equal))
 for _op, _f, _np in _CMP:
-    _ints = lambda r, d: (arr(r, S, d, -2, 2), arr(r, S, d, -2, 2))  # noqa: E731  (small: many ties)
+    # small values, so that equal elements are frequent
     add(f"{_op}", lambda m, a, b, _f=_f: _f(a, b),
-        lambda r, d: (np.round(arr(r, S, d)), np.round(arr(r, S, d))) if np.dtype(d).kind == "f" else _ints(r, d),
+        lambda r, d: (np.round(arr(r, S, d)), np.round(arr(r, S, d))) if np.dtype(d).kind == "f"
+        else (arr(r, S, d, -2, 2), arr(r, S, d, -2, 2)),
         np_fn=_np, dtypes=F_INT + ("bool",), differentiable=False)
     add(f"{_op}/broadcast", lambda m, a, b, _f=_f: _f(a, b), lambda r, d: (arr(r, (3, 1), d), arr(r, (4,), d)),
         np_fn=_np, dtypes=F_INT, differentiable=False)
@@ -643,7 +650,8 @@ _BITS = (("bitwise_and", lambda a, b: a & b, np.bitwise_and), ("bitwise_or", lam
 for _op, _f, _np in _BITS:
     add(f"{_op}", lambda m, a, b, _f=_f: _f(a, b), lambda r, d: (arr(r, S, d, -8, 8), arr(r, S, d, -8, 8)),
         np_fn=_np, dtypes=("bool",) + INT, differentiable=False)
-    add(f"{_op}/broadcast", lambda m, a, b, _f=_f: _f(a, b), lambda r, d: (arr(r, (3, 1), d, 0, 9), arr(r, (4,), d, 0, 9)),
+    add(f"{_op}/broadcast", lambda m, a, b, _f=_f: _f(a, b),
+        lambda r, d: (arr(r, (3, 1), d, 0, 9), arr(r, (4,), d, 0, 9)),
         np_fn=_np, dtypes=("bool",) + INT, differentiable=False)
     add(f"{_op}/scalar", lambda m, a, _f=_f: _f(a, True), lambda r, d: (arr(r, S, d, 0, 9),),
         np_fn=lambda a, _np=_np: _np(a, True), dtypes=("bool",) + INT, differentiable=False)
@@ -680,3 +688,106 @@ COVERED_ELSEWHERE = {
     "expand": "view/indexing tests (expand/broadcast_to); also reached here through repeat",
     "to_device": "device tests (needs a second device)",
 }
+
+# ---------------------------------------------------------------- 0-d inputs and edge values
+X0 = lambda r, d: (arr(r, (), d),)  # noqa: E731
+add("cumsum/0d", lambda m, x: m.cumsum(x, 0), X0, np_fn=lambda x: x, dtypes=F_INT)
+add("softmax/0d", lambda m, x: m.softmax(x, 0), X0, np_fn=lambda x: np.ones_like(x))
+add("log_softmax/0d", lambda m, x: m.log_softmax(x, -1), X0, np_fn=lambda x: np.zeros_like(x))
+add("sort/0d", lambda m, x: m.sort(x), X0, np_fn=lambda x: (x, np.array(0)))
+add("topk/0d", lambda m, x: m.topk(x, 1), X0, np_fn=lambda x: (x, np.array(0)))
+add("max/dim_0d", lambda m, x: m.max(x, 0), X0, np_fn=lambda x: (x, np.array(0)))
+add("amax/dim_0d", lambda m, x: m.amax(x, 0), X0, np_fn=lambda x: x)
+add("argmax/dim_0d", lambda m, x: m.argmax(x, 0), X0, np_fn=lambda x: np.array(0), differentiable=False)
+add("prod/0d", lambda m, x: m.prod(x, 0), X0, np_fn=lambda x: x)
+add("logsumexp/0d", lambda m, x: m.logsumexp(x, 0), X0, np_fn=lambda x: x)
+add("flip/0d", lambda m, x: m.flip(x, [0]), X0, np_fn=lambda x: x)
+add("sum/empty_tuple_dim", lambda m, x: m.sum(x, ()), lambda r, d: (arr(r, S, d),), np_fn=np.sum, dtypes=F_INT)
+add("mean/empty_tuple_dim", lambda m, x: m.mean(x, dim=[]), lambda r, d: (arr(r, S, d),), np_fn=np.mean)
+add("sum/dtype_narrower", lambda m, x: m.sum(x, 1, dtype=m.int32), lambda r, d: (arr(r, S, d, -9, 9),),
+    np_fn=lambda x: x.sum(1), dtypes=("int64",), differentiable=False)
+add("prod/dtype_narrower", lambda m, x: m.prod(x, dtype=m.int32), lambda r, d: (arr(r, (5,), d, -3, 3),),
+    np_fn=np.prod, dtypes=("int64",), differentiable=False)
+add("cumsum/dtype_narrower", lambda m, x: m.cumsum(x, 0, dtype=m.int32), lambda r, d: (arr(r, (5,), d, -3, 3),),
+    np_fn=np.cumsum, dtypes=("int64",), differentiable=False)
+add("std/zero_variance", lambda m, x: m.std(x, 0), lambda r, d: (np.ones((3, 2), d) * np.array([1.5, -2.0], d),),
+    np_fn=lambda x: np.std(x, 0, ddof=1))  # PyTorch's gradient there is 0 (not sqrt's inf * 0)
+add("logsumexp/neg_inf", lambda m, x: m.logsumexp(x, 1),
+    lambda r, d: (np.array([[-np.inf, 0.5, 1.0], [0.0, -np.inf, -np.inf]], d),), gradcheck=False)
+add("logsumexp/all_neg_inf_row", lambda m, x: m.logsumexp(x, 1),
+    lambda r, d: (np.array([[-np.inf, -np.inf], [0.0, 1.0]], d),), differentiable=False)
+add("softmax/masked_neg_inf", lambda m, x: m.softmax(x, -1),
+    lambda r, d: (np.array([[-np.inf, 1.0, 2.0], [0.0, -np.inf, 3.0]], d),), gradcheck=False)
+add("log_softmax/masked_neg_inf", lambda m, x: m.log_softmax(x, -1),
+    lambda r, d: (np.array([[-np.inf, 1.0, 2.0], [0.0, -np.inf, 3.0]], d),), differentiable=False)
+add("pow/scalar_zero_base", lambda m, a: 0.0 ** a, lambda r, d: (np.array([0.0, 0.5, 2.0, 3.0], d),),
+    np_fn=lambda a: 0.0 ** a, gradcheck=False)  # d/da 0 ** a is 0 for a >= 0, as PyTorch
+add("pow/zero_base_tensor", lambda m, a, b: a ** b, lambda r, d: (np.array([0.0, 0.0, 0.0, 2.0], d),
+                                                                   np.array([0.0, 2.0, 3.0, 0.0], d)),
+    np_fn=np.power, gradcheck=False)
+add("pow/zero_base_scalar_exp", lambda m, a: a ** 2, lambda r, d: (np.array([0.0, 1.0, -2.0], d),),
+    np_fn=lambda a: a ** 2)
+add("pow/zero_exponent_at_zero", lambda m, a: a ** 0, lambda r, d: (np.array([0.0, 1.0, -2.0], d),),
+    np_fn=lambda a: a ** 0, gradcheck=False)
+add("maximum/nan", lambda m, a, b: m.maximum(a, b),
+    lambda r, d: (np.array([np.nan, 1.0, 2.0], d), np.array([0.0, np.nan, 1.0], d)), gradcheck=False)
+add("minimum/nan", lambda m, a, b: m.minimum(a, b),
+    lambda r, d: (np.array([np.nan, 1.0, 2.0], d), np.array([0.0, np.nan, 1.0], d)), gradcheck=False)
+add("sign/nan_and_zeros", lambda m, a: m.sign(a), lambda r, d: (np.array([np.nan, -0.0, 0.0, -3.0, 2.0], d),),
+    differentiable=False)
+add("clamp/nan", lambda m, a: m.clamp(a, -1.0, 1.0), lambda r, d: (np.array([np.nan, 4.0, 0.5], d),),
+    gradcheck=False)
+add("amax/nan", lambda m, a: m.amax(a, 0), lambda r, d: (np.array([[np.nan, 1.0], [2.0, 0.0]], d),),
+    gradcheck=False)
+add("max/dim_nan", lambda m, a: m.max(a, 0), lambda r, d: (np.array([[1.0, np.nan], [2.0, 0.0]], d),),
+    gradcheck=False)
+add("relu/nan", lambda m, a: m.relu(a), lambda r, d: (np.array([np.nan, -1.0, 1.0], d),), gradcheck=False)
+add("exp/overflow", lambda m, a: m.exp(a), lambda r, d: (np.array([100.0, -1e4, 0.0], d),), gradcheck=False)
+add("gather/int32_index", lambda m, x, i: m.gather(x, 1, i),
+    lambda r, d: (arr(r, S, d), idx(r, (3, 2), 4).astype(np.int32)),
+    np_fn=lambda x, i: _np_take_along(x, i, 1))
+add("scatter_add/int32_index", lambda m, x, i, s: m.scatter_add(x, 0, i, s),
+    lambda r, d: (arr(r, S, d), idx(r, (2, 4), 3).astype(np.int32), arr(r, (2, 4), d)),
+    np_fn=lambda x, i, s: _np_scatter_add(x, 0, i, s))
+add("index_select/int32_index", lambda m, x, i: m.index_select(x, 1, i),
+    lambda r, d: (arr(r, S, d), np.array([3, 0, 3], np.int32)), np_fn=lambda x, i: x[:, i])
+
+# ---------------------------------------------------------------- non-contiguous inputs (transposed, strided)
+add("exp/transposed", lambda m, x: m.exp(x.t()), lambda r, d: (arr(r, S, d),), np_fn=lambda x: np.exp(x.T))
+add("add/strided", lambda m, a, b: a[:, ::2] + b.t(), lambda r, d: (arr(r, (3, 4), d), arr(r, (2, 3), d)),
+    np_fn=lambda a, b: a[:, ::2] + b.T, dtypes=F_INT)
+add("sum/transposed", lambda m, x: m.sum(x.transpose(0, 2), 1), lambda r, d: (arr(r, S3, d),),
+    np_fn=lambda x: x.transpose(2, 1, 0).sum(1), dtypes=F_INT)
+add("prod/strided", lambda m, x: m.prod(x[::2], 0), lambda r, d: (nonzero(r, (5, 3), d, 0.5, 1.5),),
+    np_fn=lambda x: x[::2].prod(0))
+add("amax/transposed", lambda m, x: m.amax(x.t(), 1), lambda r, d: (distinct(r, S, d),), np_fn=lambda x: x.T.max(1))
+add("cumsum/strided", lambda m, x: m.cumsum(x[:, 1::2], 1), lambda r, d: (arr(r, (3, 6), d),),
+    np_fn=lambda x: np.cumsum(x[:, 1::2], 1), dtypes=F_INT)
+add("softmax/transposed", lambda m, x: m.softmax(x.t(), -1), lambda r, d: (arr(r, S, d),),
+    np_fn=lambda x: _np_softmax(x.T, -1))
+add("matmul/transposed", lambda m, a, b: m.matmul(a.mT, b.mT),
+    lambda r, d: (arr(r, (2, 4, 3), d), arr(r, (2, 5, 4), d)),
+    np_fn=lambda a, b: np.swapaxes(a, -1, -2) @ np.swapaxes(b, -1, -2), rtol=1e-4, gradgrad=True)
+add("einsum/transposed", lambda m, a, b: m.einsum("ij,jk->ik", a.t(), b[:, ::2]),
+    lambda r, d: (arr(r, (4, 3), d), arr(r, (4, 4), d)), np_fn=lambda a, b: a.T @ b[:, ::2], rtol=1e-4)
+add("gather/transposed", lambda m, x, i: m.gather(x.t(), 0, i), lambda r, d: (arr(r, S, d), idx(r, (2, 3), 4)),
+    np_fn=lambda x, i: _np_take_along(x.T, i, 0))
+add("scatter_add/transposed", lambda m, x, i, s: m.scatter_add(x.t(), 1, i, s.t()),
+    lambda r, d: (arr(r, S, d), idx(r, (4, 2), 3), arr(r, (2, 4), d)),
+    np_fn=lambda x, i, s: _np_scatter_add(x.T, 1, i, s.T))
+add("cat/transposed", lambda m, a, b: m.cat([a.t(), b], 1), lambda r, d: (arr(r, (2, 3), d), arr(r, (3, 2), d)),
+    np_fn=lambda a, b: np.concatenate([a.T, b], 1))
+add("where/transposed", lambda m, c, a, b: m.where(c.t(), a.t(), b),
+    lambda r, d: (mask(r, (4, 3)), arr(r, (4, 3), d), arr(r, S, d)),
+    np_fn=lambda c, a, b: np.where(c.T, a.T, b))
+add("sort/transposed", lambda m, x: m.sort(x.t(), 1), lambda r, d: (distinct(r, S, d),),
+    np_fn=lambda x: (np.sort(x.T, 1), np.argsort(x.T, 1)))
+add("tril/transposed", lambda m, x: m.tril(x.t()), lambda r, d: (arr(r, S, d),), np_fn=lambda x: np.tril(x.T))
+add("flip/strided", lambda m, x: m.flip(x[::2], [0, 1]), lambda r, d: (arr(r, (5, 3), d),),
+    np_fn=lambda x: x[::2][::-1, ::-1])
+add("index_select/transposed", lambda m, x, i: m.index_select(x.t(), 0, i),
+    lambda r, d: (arr(r, S, d), np.array([3, 1])),
+    np_fn=lambda x, i: x.T[i])
+add("masked_fill/transposed", lambda m, x, k: m.masked_fill(x.t(), k, 2.0),
+    lambda r, d: (arr(r, S, d), mask(r, (4, 3))),
+    np_fn=lambda x, k: np.where(k, 2.0, x.T))

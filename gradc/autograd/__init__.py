@@ -39,8 +39,7 @@ def _make_grads(outputs: list, grads: list) -> list:
     if not grads:
         grads = [None] * len(outputs)
     if len(grads) != len(outputs):
-        raise RuntimeError(f"grad can be implicitly created only for scalar outputs: got "
-                           f"{len(grads)} gradients for {len(outputs)} outputs")
+        raise RuntimeError(f"got {len(outputs)} tensors and {len(grads)} gradients")
     out = []
     for i, (t, g) in enumerate(zip(outputs, grads)):
         if g is None:
@@ -54,6 +53,8 @@ def _make_grads(outputs: list, grads: list) -> list:
         elif g.shape != t.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of gradc.Size({fmt(g.shape)}) "
                                f"and output[{i}] has a shape of gradc.Size({fmt(t.shape)}).")
+        elif g.dtype is not t.dtype and t.dtype.is_floating_point:
+            g = g.to(t.dtype)  # as PyTorch's engine: gradients take their tensor's dtype
         out.append(g)
     return out
 
@@ -78,11 +79,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph: bool =
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bool = False,
-         allow_unused: bool = False, materialize_grads: bool = False) -> tuple:
+         allow_unused: bool | None = None, materialize_grads: bool = False) -> tuple:
     """d(outputs)/d(inputs), returned rather than accumulated into `.grad`."""
     from ..factories import zeros_like
     from .engine import run_backward
 
+    if materialize_grads and allow_unused is False:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, "
+                         "but got: allow_unused=False.")
     outs = _as_list(outputs)
     ins = _as_list(inputs)
     grads = _make_grads(outs, _as_list(grad_outputs))
@@ -91,13 +95,13 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
     result = run_backward(outs, grads, retain_graph=retain_graph, create_graph=create_graph,
                           inputs=ins, accumulate=False)
     final = []
-    for t, g in zip(ins, result):
+    for i, (t, g) in enumerate(zip(ins, result)):
         if g is None:
             if materialize_grads:
                 g = zeros_like(t)
             elif not allow_unused:
-                raise RuntimeError("One of the differentiated Tensors appears to not have been used in "
-                                   "the graph. Set allow_unused=True if this is the desired behavior.")
+                raise RuntimeError(f"The differentiated Tensor at index {i} appears to not have been used "
+                                   "in the graph. Set allow_unused=True if this is the desired behavior.")
         elif not create_graph:
             g = g.detach()
         final.append(g)

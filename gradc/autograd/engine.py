@@ -31,7 +31,8 @@ def _discover(roots) -> dict:
 
 
 def _needed(roots, targets: set) -> set:
-    """Nodes from which some target is reachable (the only ones worth running)."""
+    """Nodes from which some target is reachable through their inputs (the only ones worth
+    running). A target itself is not included: its incoming gradient is all `grad` needs."""
     needed: set = set()
     done: set = set()
     stack = [(n, False) for n in roots if n is not None]
@@ -39,7 +40,7 @@ def _needed(roots, targets: set) -> set:
         node, expanded = stack.pop()
         if expanded:
             done.add(node)
-            if node in targets or any(n in needed for n, _ in node.next_functions if n is not None):
+            if any(n in needed or n in targets for n, _ in node.next_functions if n is not None):
                 needed.add(node)
             continue
         if node in done:
@@ -49,18 +50,28 @@ def _needed(roots, targets: set) -> set:
     return needed
 
 
-def _run_pre_hooks(node, grads: list) -> list:
+def _run_pre_hooks(node, grads: list, tensor_hooks_only: bool = False) -> list:
     for nr, hooks in (node._tensor_hooks or {}).items():
         for hook in list(hooks.values()):
             if grads[nr] is not None:
                 new = hook(grads[nr])
                 if new is not None:
+                    old = grads[nr]
+                    if new.shape != old.shape or new.dtype is not old.dtype:
+                        name = getattr(hook, "__name__", type(hook).__name__)
+                        if new.shape != old.shape:
+                            raise RuntimeError(f"hook '{name}' has changed the size of value")
+                        raise RuntimeError(f"hook '{name}' has changed the type of value (was "
+                                           f"{old.dtype} got {new.dtype})")
                     grads[nr] = new
+    if tensor_hooks_only:
+        return grads
     for nr, ref in (node._retain_grad or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
+            # runs in the engine's grad mode: differentiable under create_graph, as PyTorch
             g = grads[nr]
-            t.grad = g.detach().clone() if t.grad is None else t.grad + g.detach()
+            t.grad = g.clone() if t.grad is None else t.grad + g
     for hook in list((node._pre_hooks or {}).values()):
         new = hook(tuple(grads))
         if new is not None:
@@ -89,7 +100,10 @@ def run_backward(roots, grad_roots, *, retain_graph: bool, create_graph: bool,
             if node is None:
                 raise RuntimeError("One of the differentiated Tensors does not require grad")
             capture.setdefault((node, nr), []).append(i)
-        needed = _needed(root_nodes, {n for n, _ in capture})
+        targets = {n for n, _ in capture}
+        needed = _needed(root_nodes, targets)
+        if accumulate:  # backward(inputs=...): the targets run (accumulate, or feed .grad)
+            needed |= targets
     else:
         needed = None
     captured = [None] * (len(inputs) if inputs is not None else 0)
@@ -112,6 +126,11 @@ def run_backward(roots, grad_roots, *, retain_graph: bool, create_graph: bool,
             grads = buffers.pop(node)
             if needed is not None and node not in needed:
                 out = (None,) * len(node.next_functions)
+                if node in targets:  # autograd.grad: capture without running it, as PyTorch
+                    grads = _run_pre_hooks(node, grads, tensor_hooks_only=True)
+                    for nr, g in enumerate(grads):
+                        for i in capture.get((node, nr), ()):
+                            captured[i] = g
             else:
                 grads = _run_pre_hooks(node, grads)
                 for nr, g in enumerate(grads):
@@ -140,6 +159,8 @@ def _execute(node, grads: list, accumulate: bool, capture: dict, create_graph: b
     if isinstance(node, AccumulateGrad):
         if grads[0] is not None and accumulate and (not capture or (node, 0) in capture):
             node.accumulate(grads[0], create_graph)
+        for hook in list((node._hooks or {}).values()):  # as PyTorch: no grad_inputs
+            hook((), tuple(grads))
         return ()
     if all(g is None for g in grads):
         return (None,) * len(node.next_functions)

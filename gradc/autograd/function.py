@@ -17,6 +17,12 @@ class FunctionCtx:
     """What `ctx` offers to `forward` and `backward` (PyTorch's _ContextMethodMixin)."""
 
     def save_for_backward(self, *tensors) -> None:
+        from ..tensor import Tensor
+
+        for i, t in enumerate(tensors):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"save_for_backward can only save variables, but argument {i} is of "
+                                f"type {type(t).__name__}")
         self._to_save = tensors
 
     def mark_dirty(self, *tensors) -> None:
@@ -57,13 +63,13 @@ class BackwardCFunction(FunctionCtx, Node):
         from ..ops.indexing import sum_to
         from ..ops.shapes import fmt
 
-        if self._materialize_grads:
-            grads = tuple(zeros(s, dtype=d, device=dv) if g is None else g
-                          for g, (s, d, dv) in zip(grads, self._out_meta))
+        if self._materialize_grads:  # (non-tensor outputs get None)
+            grads = tuple(zeros(m[0], dtype=m[1], device=m[2]) if g is None and m is not None else g
+                          for g, m in zip(grads, self._out_meta))
         result = self._forward_cls.backward(self, *grads)
         if not isinstance(result, tuple):
             result = (result,)
-        n = len(self.next_functions)
+        n = len(self._in_meta)  # one per forward argument; edges exist only for tensor ones
         name = self.name()
         if len(result) < n:
             raise RuntimeError(f"function {name} returned an incorrect number of gradients "
@@ -74,7 +80,8 @@ class BackwardCFunction(FunctionCtx, Node):
         out = []
         for i, (g, meta) in enumerate(zip(result[:n], self._in_meta)):
             if g is None:
-                out.append(None)
+                if meta is not None:
+                    out.append(None)
                 continue
             if meta is None:
                 raise RuntimeError(f"function {name} returned a gradient different than None at "
@@ -85,6 +92,8 @@ class BackwardCFunction(FunctionCtx, Node):
                 except RuntimeError:
                     raise RuntimeError(f"Function {name} returned an invalid gradient at index {i} - got "
                                        f"{fmt(g.shape)} but expected shape compatible with {fmt(meta[0])}") from None
+            if g.dtype is not meta[1]:  # as PyTorch's validate_outputs
+                g = g.to(meta[1])
             out.append(g)
         return tuple(out)
 
@@ -136,7 +145,9 @@ def _connect(ctx, args, outputs) -> tuple:
     """Wire the outputs to `ctx` (the node) and freeze what backward will read."""
     from ..tensor import Tensor
 
-    ctx.next_functions = tuple(gradient_edge(a) if isinstance(a, Tensor) else (None, 0) for a in args)
+    # as PyTorch: an edge per tensor argument only (non-tensor arguments get no edge)
+    ctx.next_functions = tuple(gradient_edge(a) for a in args if isinstance(a, Tensor))
+    ctx.num_outputs = len(outputs)
     ctx._in_meta = tuple((a.shape, a.dtype) if isinstance(a, Tensor) else None for a in args)
     inputs = {id(a) for a in args if isinstance(a, Tensor)}
     dirty = {id(t) for t in ctx._dirty}
@@ -148,10 +159,10 @@ def _connect(ctx, args, outputs) -> tuple:
             continue
         if id(out) in inputs and id(out) not in dirty:
             out = out._alias()  # an input returned as is: a new tensor, as PyTorch's view
-        if id(out) in dirty and out.grad_fn is None and out.requires_grad:
-            from ..ops.inplace import LEAF
-
-            raise RuntimeError(LEAF)
+        if id(out) in dirty:
+            if out.grad_fn is None and out.requires_grad:
+                raise RuntimeError("a leaf Variable that requires grad has been used in an in-place operation.")
+            out._bump_version()  # as PyTorch: marking dirty counts as a modification
         if id(out) not in non_diff and out.dtype.is_floating_point:
             out._requires_grad = True
             out.grad_fn, out._output_nr = ctx, i

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import threading
 
 
@@ -30,6 +31,40 @@ def is_inference_mode_enabled() -> bool:
     return _state.inference
 
 
+def _decorate(fn, make_ctx):
+    """`fn` run inside a fresh `make_ctx()`. A generator function gets the mode around each
+    of its steps (not only around its creation), as in PyTorch."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            try:
+                with make_ctx():
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with make_ctx():
+                            gen.close()
+                        raise
+                    except BaseException as exc:
+                        with make_ctx():
+                            response = gen.throw(exc)
+                    else:
+                        with make_ctx():
+                            response = gen.send(request)
+            except StopIteration as stop:
+                return stop.value
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with make_ctx():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 class _GradMode:
     """Base of the grad-mode switches: subclasses set `mode` (True/False)."""
 
@@ -43,20 +78,25 @@ class _GradMode:
         _set(self._prev)
 
     def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with copy.copy(self):
-                return fn(*args, **kwargs)
-        return wrapper
+        return _decorate(fn, lambda: copy.copy(self))
 
 
-class no_grad(_GradMode):
+class _NoParamGradMode(_GradMode):
+    """Also usable as a bare decorator (`@no_grad`, no parentheses), as in PyTorch."""
+
+    def __new__(cls, orig_func=None):
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
+
+
+class no_grad(_NoParamGradMode):
     """Ops inside record nothing; results do not require grad."""
 
     mode = False
 
 
-class enable_grad(_GradMode):
+class enable_grad(_NoParamGradMode):
     mode = True
 
 
@@ -73,22 +113,18 @@ class set_grad_enabled(_GradMode):
         _set(self._prev)
 
     def __call__(self, fn):
-        _set(self._prev)
+        _set(self._prev)  # used as a decorator: no immediate effect
         mode = self.mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            prev = is_grad_enabled()
-            _set(mode)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _set(prev)
-        return wrapper
+        return _decorate(fn, lambda: set_grad_enabled(mode))
 
 
 class inference_mode(_GradMode):
     """Like `no_grad` (gradc keeps no extra per-tensor bookkeeping to skip)."""
+
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return super().__new__(cls)
+        return cls()(mode)  # bare `@inference_mode`, as in PyTorch
 
     def __init__(self, mode: bool = True):
         self.mode = not mode

@@ -44,7 +44,7 @@ def _numerical(fn, inputs, wrt, eps: float) -> list:
                 minus = _flat_outputs(fn, inputs)
                 arr[idx] = orig
             cols.append((plus - minus) / (2 * eps))
-        jac.append(np.stack(cols, axis=1) if cols else np.zeros((0, 0)))
+        jac.append(np.stack(cols, axis=1) if cols else np.zeros((_flat_outputs(fn, inputs).size, 0)))
     return jac
 
 
@@ -80,6 +80,9 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
 
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     wrt = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    if not wrt:  # as PyTorch: a check with nothing to differentiate would pass vacuously
+        raise ValueError("gradcheck expects at least one input tensor to require gradient, "
+                         "but none of them have requires_grad=True.")
     for t in wrt:
         if t.dtype.name != "float64":
             import warnings
@@ -88,12 +91,15 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
                           "finite differences will be inaccurate", stacklevel=2)
     numerical = _numerical(fn, inputs, wrt, eps)
     analytical = _analytical(fn, inputs, wrt)
-    for i, (n, a) in enumerate(zip(numerical, analytical)):
-        if not np.allclose(a, n, rtol=rtol, atol=atol, equal_nan=True):
-            if not raise_exception:
-                return False
-            raise GradcheckError(f"Jacobian mismatch for output 0 with respect to input {i},\n"
-                                 f"numerical:{n}\nanalytical:{a}\n")
+    bounds = np.cumsum([0] + [o.numel() for o in _outputs(fn, inputs)])
+    for j in range(len(bounds) - 1):  # one block per (output, input), named as PyTorch does
+        rows = slice(bounds[j], bounds[j + 1])
+        for i, (n, a) in enumerate(zip(numerical, analytical)):
+            if not np.allclose(a[rows], n[rows], rtol=rtol, atol=atol, equal_nan=True):
+                if not raise_exception:
+                    return False
+                raise GradcheckError(f"Jacobian mismatch for output {j} with respect to input {i},\n"
+                                     f"numerical:{n[rows]}\nanalytical:{a[rows]}\n")
     return True
 
 
@@ -106,15 +112,17 @@ def gradgradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: fl
     from . import grad
 
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-    wrt = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
     rng = np.random.default_rng(0)
     cotangents = [tensor(rng.standard_normal(tuple(o.shape)), dtype=o.dtype) for o in _outputs(fn, inputs)]
 
     def first_derivative(*args):
-        outs = _outputs(fn, args)
-        grads = grad(outs, [a for a in args if isinstance(a, Tensor) and a.requires_grad], cotangents,
-                     create_graph=True, allow_unused=True)
+        from .grad_mode import enable_grad
+
+        with enable_grad():  # gradcheck's finite differences call this under no_grad
+            outs = _outputs(fn, args)
+            grads = grad(outs, [a for a in args if isinstance(a, Tensor) and a.requires_grad], cotangents,
+                         create_graph=True, allow_unused=True)
         return tuple(g for g in grads if g is not None)
 
     return gradcheck(first_derivative, inputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception) if wrt else True
+                     raise_exception=raise_exception)  # (ValueError when no input requires grad)

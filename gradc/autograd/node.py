@@ -121,7 +121,8 @@ class AccumulateGrad(Node):
     def accumulate(self, grad, create_graph: bool) -> None:
         var = self.variable
         if var.grad is None:
-            var.grad = grad if create_graph else grad.detach().clone()
+            # always a new tensor: `grad` may be the caller's, or shared with another leaf
+            var.grad = grad.clone() if create_graph else grad.detach().clone()
         elif create_graph:
             var.grad = var.grad + grad
         else:
@@ -136,6 +137,8 @@ def accumulator(t) -> AccumulateGrad:
     node = t._accumulator() if t._accumulator is not None else None
     if node is None:
         node = AccumulateGrad(t)
+        if t._hooks is not None:  # hooks registered on the leaf before this node existed
+            node._tensor_hooks = {0: t._hooks}
         t._accumulator = weakref.ref(node)
     return node
 
@@ -143,8 +146,16 @@ def accumulator(t) -> AccumulateGrad:
 _NO_EDGE = (None, 0)
 
 
+def refresh_view(t) -> None:
+    from ..ops.inplace import refresh_view as refresh
+
+    refresh(t)
+
+
 def gradient_edge(t) -> tuple:
     """(node, input_nr) that receives the gradient flowing into tensor `t`."""
+    if t._base is not None and t._view_version != t._storage.version:
+        refresh_view(t)  # a view whose base was modified in place
     if t.grad_fn is not None:
         return (t.grad_fn, t._output_nr)
     if t.requires_grad:
@@ -167,15 +178,20 @@ class SavedTensor:
         self.is_output = is_output
         self.output_nr = output_nr
 
-    def unpack(self, node: Node):
+    def unpack(self, node: Node | None):
         t = self.tensor
         if t._version != self.version:
-            kind = "output" if self.is_output else "input"
+            # as PyTorch: name the node that produced the tensor (none for a leaf)
+            if self.is_output and node is not None:
+                which = f", which is output {self.output_nr} of {node.name()},"
+            elif t.grad_fn is not None:
+                which = f", which is output {t._output_nr} of {t.grad_fn.name()},"
+            else:
+                which = ""
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [{t.dtype} {list(t.shape)}], which is {kind} "
-                f"{self.output_nr} of {node.name()}, is at version {t._version}; expected "
-                f"version {self.version} instead.")
+                f"inplace operation: [{t.dtype} {list(t.shape)}]{which} is at version "
+                f"{t._version}; expected version {self.version} instead.")
         if self.is_output and node is not None:
             out = t._alias()
             out.requires_grad_(True) if out.dtype.is_floating_point else None
@@ -213,6 +229,8 @@ class OpNode(Node):
         edges, meta = [], []
         for a in args:
             if isinstance(a, tensor_type):
+                if a._base is not None and a._view_version != a._storage.version:
+                    refresh_view(a)  # a view whose base was modified in place
                 if a.grad_fn is not None:
                     edges.append((a.grad_fn, a._output_nr))
                 elif a._requires_grad:

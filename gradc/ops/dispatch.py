@@ -26,8 +26,8 @@ def _device_of(op, tensors):
 
 def apply(op, *args, **attrs):
     """Run `op` on `args` (tensors and Python scalars); returns a Tensor or a tuple."""
-    tensors = [a for a in args if isinstance(a, Tensor)]
     specs, compute = op.meta(*args, **attrs)
+    tensors = [a for a in args if isinstance(a, Tensor)]
     dev = _device_of(op, tensors)
     if op.view is not None:
         x = args[0]
@@ -35,8 +35,15 @@ def apply(op, *args, **attrs):
         outs = (x._make_view(shape, stride, offset),)
     else:
         xp = np if dev is CPU else array_module(dev)
-        result = op.kernel(xp, *[a._cast_array(compute) if isinstance(a, Tensor) else a for a in args],
-                           **attrs)
+        want = compute.np if compute is not None else None
+        arrays = []
+        for a in args:
+            if isinstance(a, Tensor):
+                a = a._arr if a._arr is not None else a._array()
+                if want is not None and a.dtype is not want and a.dtype != want:
+                    a = a.astype(want)
+            arrays.append(a)
+        result = op.kernel(xp, *arrays, **attrs)
         if len(specs) == 1:
             spec = specs[0]
             outs = (Tensor._from_array(xp, result, spec[1], spec[2] if len(spec) == 3 else dev),)

@@ -20,10 +20,15 @@ _SLOT = object()  # marks where an index tensor goes in a key template
 
 # ---------------------------------------------------------------- advanced indexing
 def _normalize_key(key) -> tuple:
+    if isinstance(key, list) and len(key) < 32 and any(
+            isinstance(k, (Tensor, list, tuple, np.ndarray, slice)) or k is None or k is Ellipsis for k in key):
+        key = tuple(key)  # PyTorch (and old numpy): x[[[0, 1], [1, 0]]] means x[[0, 1], [1, 0]]
     if not isinstance(key, tuple):
         key = (key,)
     out = []
     for k in key:
+        if isinstance(k, Tensor) and k.dtype is dtypes.uint8:
+            k = k.to(dtypes.bool_)  # a uint8 index tensor is a mask (deprecated in PyTorch, still so)
         if isinstance(k, Tensor) and k.ndim == 0 and not k.dtype.is_floating_point and k.dtype is not dtypes.bool_:
             out.append(int(k.item()))
         elif isinstance(k, (list, np.ndarray, bool)):
@@ -38,6 +43,42 @@ def _normalize_key(key) -> tuple:
             raise IndexError("only integers, slices (`:`), ellipsis (`...`), None and long or byte "
                              f"Variables are valid indices (got {type(k).__name__})")
     return tuple(out)
+
+
+def _split_ints(key: tuple, ndim: int):
+    """PyTorch applies ints (with slices, None, ...) as a view before the index tensors, so an
+    int never counts as an advanced index: (view key, key over that view) when `key` mixes them."""
+    if not any(isinstance(k, int) for k in key):
+        return None
+    first, then = [], []
+    for k in key:
+        if isinstance(k, Tensor):
+            first.extend([slice(None)] * (k.ndim if k.dtype is dtypes.bool_ else 1))
+            then.append(k)
+        elif isinstance(k, int):
+            first.append(k)
+        else:
+            first.append(k)
+            then.append(Ellipsis if k is Ellipsis else slice(None))
+    return tuple(first), tuple(then)
+
+
+def _check_masks(shape, key: tuple) -> None:
+    """PyTorch's error for a boolean mask whose shape differs from the dims it covers."""
+    consuming = sum(k.ndim if isinstance(k, Tensor) and k.dtype is dtypes.bool_ else 1
+                    for k in key if k is not None and k is not Ellipsis)
+    d = 0
+    for k in key:
+        if k is Ellipsis:
+            d += max(len(shape) - consuming, 0)
+        elif isinstance(k, Tensor) and k.dtype is dtypes.bool_:
+            for j, n in enumerate(k.shape):
+                if d + j >= len(shape) or shape[d + j] != n:
+                    raise IndexError(f"The shape of the mask {fmt(k.shape)} at index {j} does not match "
+                                     f"the shape of the indexed tensor {fmt(shape)} at index {d + j}")
+            d += k.ndim
+        elif k is not None:
+            d += 1
 
 
 def _template(key: tuple):
@@ -92,6 +133,10 @@ def _index_put_kernel(xp, x, values, *indices, template, accumulate):
             out[key] = values
     except IndexError as e:
         raise IndexError(str(e).replace("axis", "dimension")) from None
+    except ValueError as e:  # numpy: "shape mismatch: value array of shape (3,4) could not be ..."
+        target = out[key].shape
+        raise RuntimeError(f"shape mismatch: value tensor of shape {fmt(getattr(values, 'shape', ()))} "
+                           f"cannot be broadcast to indexing result of shape {fmt(target)}") from e
     return out
 
 
@@ -116,27 +161,51 @@ def getitem(input: Tensor, key) -> Tensor:
     key = _normalize_key(key)
     if not any(isinstance(k, Tensor) for k in key):
         return basic_index(input, key)
+    split = _split_ints(key, input.ndim)
+    if split is not None:
+        return getitem(basic_index(input, split[0]), split[1])
+    _check_masks(input.shape, key)
     template, indices = _template(key)
     return apply(INDEX, input, *indices, template=template)
 
 
 def setitem(input: Tensor, key, value) -> None:
-    from .inplace import copy_, inplace
+    from .inplace import check_overlap, copy_, inplace
 
     key = _normalize_key(key)
     if not any(isinstance(k, Tensor) for k in key):
-        copy_(basic_index(input, key), value)
+        target = basic_index(input, key)
+        check_overlap(target)  # (copy_ of a scalar is a fill_, which allows it)
+        copy_(target, _strip_leading_ones(value))
         return
+    split = _split_ints(key, input.ndim)
+    if split is not None:
+        setitem(basic_index(input, split[0]), split[1], value)
+        return
+    _check_masks(input.shape, key)
     template, indices = _template(key)
     if isinstance(value, Tensor) and value.dtype is not input.dtype:
         value = value.to(input.dtype)
+    value = _strip_leading_ones(value)
     inplace(input, lambda x: index_put(x, value, *indices, template=template))
+
+
+def _strip_leading_ones(value):
+    """PyTorch drops a value's leading size-1 dims before assigning it (x[0] = ones(1, n) works)."""
+    if isinstance(value, Tensor) and value.ndim and value.shape[0] == 1:
+        n = 0
+        while n < value.ndim and value.shape[n] == 1:
+            n += 1
+        return view(value, value.shape[n:])
+    return value
 
 
 def index_select(input, dim: int, index: Tensor) -> Tensor:
     d = norm_dim(dim, input.ndim, "index_select")
     if index.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
+    if index.dtype not in (dtypes.int32, dtypes.int64):
+        raise RuntimeError(f"index_select(): Expected dtype int32 or int64 for index, but got {index.dtype}")
     return getitem(input, (slice(None),) * d + (index.reshape(-1),))
 
 
@@ -158,8 +227,8 @@ def masked_fill(input, mask: Tensor, value) -> Tensor:
 # ---------------------------------------------------------------- gather / scatter_add
 def _gather_meta(x, index, dim):
     d = norm_dim(dim, x.ndim, "gather")
-    if index.dtype is not dtypes.int64:
-        raise RuntimeError(f"gather(): Expected dtype int64 for index, but got {index.dtype}")
+    if index.dtype not in (dtypes.int64, dtypes.int32):  # PyTorch 2.x takes int32 too
+        raise RuntimeError(f"gather(): Expected dtype int32/int64 for index, but got {index.dtype}")
     if index.ndim != x.ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     for i, (a, b) in enumerate(zip(index.shape, x.shape)):
@@ -203,8 +272,8 @@ GATHER = defop("gather", meta=_gather_meta, kernel=_gather_kernel, backward=_gat
 
 def _scatter_add_meta(x, index, src, dim):
     norm_dim(dim, x.ndim, "scatter_add")
-    if index.dtype is not dtypes.int64:
-        raise RuntimeError(f"scatter_add(): Expected dtype int64 for index, but got {index.dtype}")
+    if index.dtype not in (dtypes.int64, dtypes.int32):
+        raise RuntimeError(f"scatter_add(): Expected dtype int32/int64 for index, but got {index.dtype}")
     if not (index.ndim == x.ndim == src.ndim):
         raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
     if any(a > b for a, b in zip(index.shape, src.shape)):
@@ -290,7 +359,10 @@ def _cat_bw(ctx, g):
     grads, start = [], 0
     for (shape, _), need in zip(ctx._input_meta, ctx.needs_input_grad):
         n = shape[d] if len(shape) == g.ndim else 0
-        grads.append(narrow(g, d, start, n) if need else None)
+        if need:  # a legacy empty 1-D input (skipped by cat) gets an empty gradient of its own shape
+            grads.append(narrow(g, d, start, n) if len(shape) == g.ndim else g.new_zeros(shape))
+        else:
+            grads.append(None)
         start += n
     return tuple(grads)
 
@@ -342,8 +414,12 @@ def triu(input, diagonal: int = 0) -> Tensor:
 
 
 def _flip_meta(x, dims):
+    seen = set()
     for d in dims:
-        norm_dim(d, x.ndim, "flip")
+        d = norm_dim(d, x.ndim, "flip")
+        if d in seen:
+            raise RuntimeError(f"flip: dim {d} appears multiple times in the list of dims")
+        seen.add(d)
     return ((x.shape, x.dtype),), None
 
 

@@ -17,6 +17,14 @@ VIEW_OF_LEAF = "a view of a leaf Variable that requires grad is being used in an
 
 
 def _check_write(self: Tensor, value) -> None:
+    _check_shape(self, value)
+    if isinstance(value, Tensor):
+        if value.dtype.category > self.dtype.category:
+            raise RuntimeError(f"result type {value.dtype.name} can't be cast to the desired output "
+                               f"type {self.dtype.name}")
+
+
+def _check_shape(self: Tensor, value) -> None:
     if isinstance(value, Tensor):
         if value.shape != self.shape:
             try:
@@ -28,9 +36,6 @@ def _check_write(self: Tensor, value) -> None:
             if not ok:
                 raise RuntimeError(f"output with shape {fmt(self.shape)} doesn't match the broadcast "
                                    f"shape {fmt(value.shape)}")
-        if value.dtype.category > self.dtype.category:
-            raise RuntimeError(f"result type {value.dtype.name} can't be cast to the desired output "
-                               f"type {self.dtype.name}")
 
 
 def _write(self: Tensor, value) -> None:
@@ -39,8 +44,17 @@ def _write(self: Tensor, value) -> None:
     self._bump_version()
 
 
+def check_overlap(self: Tensor) -> None:
+    """PyTorch refuses most writes to a tensor whose elements share memory (an expand())."""
+    if any(st == 0 and n > 1 for n, st in zip(self._shape, self.stride())):
+        raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers "
+                           "to a single memory location. Please clone() the tensor before performing the "
+                           "operation.")
+
+
 def inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
     """Compute `fn(self, *args)` and store it in `self`, with autograd bookkeeping."""
+    check_overlap(self)
     recording = is_grad_enabled() and (self._requires_grad or any(
         isinstance(a, Tensor) and a._requires_grad for a in args))
     if not recording:
@@ -63,10 +77,17 @@ def inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
         return self
     _rewrite_base_history(self, base, value)
     _write(self, value)
+    self._view_version = self._storage.version  # its new history already includes this write
     return self
 
 
 def _take_history(self: Tensor, value: Tensor) -> None:
+    old = self.grad_fn
+    if old is not None and old._retain_grad and value.grad_fn is not None:
+        ref = old._retain_grad.get(self._output_nr)
+        if ref is not None and ref() is self:  # retain_grad follows the tensor, as in PyTorch
+            del old._retain_grad[self._output_nr]
+            value.grad_fn.retain_grad_of(value._output_nr, self)
     self.grad_fn = value.grad_fn
     self._output_nr = value._output_nr
     self._requires_grad = value._requires_grad
@@ -85,10 +106,31 @@ def _rewrite_base_history(view: Tensor, base: Tensor, value: Tensor) -> None:
     _take_history(view, as_strided(base, geometry[0], geometry[1], view._offset))
 
 
+def refresh_view(view: Tensor) -> None:
+    """Called (by autograd) on a view whose storage was written in place since its history
+    was recorded: the base's history may have been rewritten since, so the view's becomes
+    "this region of the base" (as_strided), as PyTorch regenerates a stale view's grad_fn."""
+    if view._view_version is None or view._view_version == view._storage.version:
+        return
+    view._view_version = view._storage.version
+    base = view._base
+    if not (view._requires_grad and base._requires_grad):
+        return
+    from ..autograd.grad_mode import enable_grad
+    from .views import as_strided
+
+    if not base.is_contiguous():
+        raise RuntimeError("in-place operation on a view of a non-contiguous tensor is not supported "
+                           "by autograd; call .contiguous() on the base first")
+    with enable_grad():
+        _take_history(view, as_strided(base, view.shape, view.stride(), view._offset))
+
+
 # ---------------------------------------------------------------- the in-place methods
 def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     if not isinstance(src, Tensor):
         return fill_(self, src)
+    _check_shape(self, src)
 
     def fn(_, s):
         s = s.to(self.dtype) if s.dtype.category > self.dtype.category else s

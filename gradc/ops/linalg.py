@@ -23,7 +23,11 @@ def _matmul_meta(a, b):
                            f"{a.dtype} != {b.dtype}")
     if a.dtype is dtypes.bool_:
         raise RuntimeError("matmul: not implemented for 'Bool'")
-    batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    try:
+        batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+    except RuntimeError as e:  # name the operands' shapes, not only their batch parts
+        raise RuntimeError(f"matmul: the batch dimensions of shapes {fmt(a.shape)} and {fmt(b.shape)} "
+                           f"cannot be broadcast ({e})") from None
     return ((tuple(batch) + (a.shape[-2], b.shape[-1]), a.dtype),), None
 
 
@@ -42,13 +46,17 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     if input.ndim == 0 or other.ndim == 0:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
                            f"{input.ndim}D and {other.ndim}D")
+    k = other.shape[-2] if other.ndim > 1 else other.shape[0]
+    if input.shape[-1] != k:  # checked here so that the error names the shapes as given (1-D too)
+        raise RuntimeError(f"matmul: shapes {fmt(input.shape)} and {fmt(other.shape)} cannot be "
+                           f"multiplied ({input.shape[-1]} vs {k} in the contracted dimension)")
     a = input.unsqueeze(0) if input.ndim == 1 else input
     b = other.unsqueeze(-1) if other.ndim == 1 else other
     out = apply(MATMUL, a, b)
+    if input.ndim == 1:  # first: for 1-D @ 1-D, (1, 1) -> (1,) -> ()
+        out = out.squeeze(-2)
     if other.ndim == 1:
         out = out.squeeze(-1)
-    if input.ndim == 1:
-        out = out.squeeze(-2)
     return out
 
 
@@ -111,6 +119,12 @@ def parse_einsum(equation: str, shapes) -> tuple[list[str], str]:
 
 def _einsum_meta(*operands, equation):
     terms, out = parse_einsum(equation, [o.shape for o in operands])
+    for i, c in enumerate(out):
+        if c in out[:i]:
+            raise RuntimeError(f"einsum(): output subscript {c} appears more than once in the output")
+        if not any(c in t for t in terms):
+            raise RuntimeError(f"einsum(): output subscript {c} does not appear in the equation for "
+                               "any input operand")
     sizes = {}
     for t, o in zip(terms, operands):
         for c, n in zip(t, o.shape):
@@ -135,17 +149,38 @@ def _einsum_bw(ctx, g):
         if not need:
             grads.append(None)
             continue
-        if len(set(term)) != len(term):
-            raise NotImplementedError("einsum backward: repeated subscripts within one operand")
+        uniq = "".join(dict.fromkeys(term))  # a repeated subscript ("ii") is one diagonal
         others = [t for j, t in enumerate(terms) if j != i]
         reachable = set(out).union(*others)
-        kept = "".join(c for c in term if c in reachable)
+        kept = "".join(c for c in uniq if c in reachable)
         gi = einsum(",".join([out] + others) + "->" + kept, g, *[o for j, o in enumerate(ops) if j != i])
-        if kept != term:
-            shape = [ops[i].shape[term.index(c)] if c not in kept else gi.shape[kept.index(c)] for c in term]
-            gi = gi.reshape([gi.shape[kept.index(c)] if c in kept else 1 for c in term]).expand(shape)
+        if kept != uniq:
+            shape = [ops[i].shape[term.index(c)] if c not in kept else gi.shape[kept.index(c)] for c in uniq]
+            gi = gi.reshape([gi.shape[kept.index(c)] if c in kept else 1 for c in uniq]).expand(shape)
+        if uniq != term:
+            gi = _embed_diagonals(gi, uniq, term)
         grads.append(gi)
     return tuple(grads)
+
+
+def _embed_diagonals(g, uniq: str, term: str) -> Tensor:
+    """The gradient w.r.t. an operand with repeated subscripts: `g` (indexed by the distinct
+    subscripts `uniq`) placed on the diagonals, zero elsewhere. Each repeat of a subscript
+    becomes a fresh one tied to the first by an identity matrix."""
+    from ..factories import eye
+
+    fresh = iter(c for c in string.ascii_letters if c not in term)
+    new_term, ties, eyes = "", [], []
+    for c in term:
+        if c in new_term:
+            f = next(fresh)
+            new_term += f
+            ties.append(c + f)
+            n = g.shape[uniq.index(c)]
+            eyes.append(eye(n, dtype=g.dtype, device=g.device))
+        else:
+            new_term += c
+    return einsum(",".join([uniq] + ties) + "->" + new_term, g, *eyes)
 
 
 EINSUM = defop("einsum", meta=_einsum_meta, kernel=_einsum_kernel, backward=_einsum_bw, saves="inputs")

@@ -28,10 +28,14 @@ def pointwise_meta(name: str, kind: str | None = None):
     integer types only, as PyTorch's bitwise ops).
     """
 
-    def meta(*args):
+    def meta(*args, **_attrs):  # attrs (gelu's approximate) do not change the rule
         first = args[0]
         if len(args) == 1:
             dt, shape = first._storage.dtype, first._shape
+        elif (len(args) == 2 and isinstance(first, Tensor) and isinstance(args[1], Tensor)
+              and first._shape == args[1]._shape
+              and first._shape and first._storage.dtype is args[1]._storage.dtype):
+            dt, shape = first._storage.dtype, first._shape  # same shape, same dtype
         else:
             dt = dtypes.result_type(*args)
             shapes = [a._shape for a in args if isinstance(a, Tensor)]
@@ -68,7 +72,19 @@ def defpointwise(name, kernel, backward=None, *, kind=None, saves="", lowering=N
 
 # ---------------------------------------------------------------- arithmetic
 ADD = defpointwise("add", lambda xp, a, b: a + b, lambda ctx, g: (g, g), lowering="({0} + {1})")
-SUB = defpointwise("sub", lambda xp, a, b: a - b, lambda ctx, g: (g, -g), lowering="({0} - {1})")
+def _no_bool(kernel, message):
+    """PyTorch's RuntimeError (numpy raises TypeError) for `-` on bool tensors."""
+    def checked(xp, *arrays):
+        try:
+            return kernel(xp, *arrays)
+        except TypeError as e:
+            raise RuntimeError(message) from e
+    return checked
+
+
+SUB = defpointwise("sub", _no_bool(lambda xp, a, b: a - b, "Subtraction, the `-` operator, with two bool tensors "
+                                   "is not supported. Use the `^` or `logical_xor()` operator instead."),
+                   lambda ctx, g: (g, -g), lowering="({0} - {1})")
 
 
 def _mul_bw(ctx, g):
@@ -112,7 +128,10 @@ def _pow_kernel(xp, a, b):
         for _ in range(n - 1):
             out = out * a
         return out
-    return a ** b
+    try:
+        return a ** b
+    except ValueError as e:  # numpy: "Integers to negative integer powers are not allowed."
+        raise RuntimeError(str(e)) from None
 
 
 def _pow_bw(ctx, g):
@@ -121,14 +140,20 @@ def _pow_bw(ctx, g):
     ga = gb = None
     if need_a:
         if isinstance(b, Tensor):
-            ga = where(b == 0, 0.0, g * b * a ** (b - 1))
+            zero = b == 0  # derivative 0 there; b -> 1 avoids 0 * 0 ** -1 (a NaN and a warning)
+            e = where(zero, 1.0, b)
+            ga = where(zero, 0.0, g * e * a ** (e - 1))
         else:
             ga = g * 0.0 if b == 0 else g * b * a ** (b - 1)
     if need_b:
         if isinstance(a, Tensor):
-            gb = where((a == 0) & (b >= 0), 0.0, g * a ** b * log(a))
+            flat = (a == 0) & (b >= 0)  # 0 ** b: derivative 0 (log(1) there: no 0 * -inf warning)
+            gb = where(flat, 0.0, g * a ** b * log(where(flat, 1.0, a)))
         else:
-            gb = g * a ** b * (math.log(a) if a > 0 else float("nan"))
+            if a == 0:  # as PyTorch: 0 ** b has derivative 0 w.r.t. b >= 0
+                gb = where(b >= 0, 0.0, g * float("-inf"))  # b < 0: inf * log(0)
+            else:
+                gb = g * a ** b * (math.log(a) if a > 0 else float("nan"))
     return ga, gb
 
 
@@ -138,11 +163,11 @@ POW = defpointwise("pow", _pow_kernel, _pow_bw, saves="inputs", quiet=True, lowe
 def _minmax_bw(ctx, g):
     a, b = ctx.inputs
     pick = ctx.op.extra["pick"]  # a > b for maximum, a < b for minimum
-    win = pick(a, b)
     tie = a == b
     half = g * 0.5
-    ga = where(win, g, where(tie, half, 0.0)) if ctx.needs_input_grad[0] else None
-    gb = where(win, 0.0, where(tie, half, g)) if ctx.needs_input_grad[1] else None
+    # as PyTorch: an input gets nothing only where the other strictly wins (NaN: both get g)
+    ga = where(pick(b, a), 0.0, where(tie, half, g)) if ctx.needs_input_grad[0] else None
+    gb = where(pick(a, b), 0.0, where(tie, half, g)) if ctx.needs_input_grad[1] else None
     return ga, gb
 
 
@@ -168,11 +193,17 @@ LOGICAL_NOT = defpointwise("logical_not", lambda xp, a: xp.logical_not(a), kind=
                            lowering="(!{0})")
 
 # ---------------------------------------------------------------- unary math
-NEG = defpointwise("neg", lambda xp, a: -a, lambda ctx, g: -g, lowering="(-{0})")
+NEG = defpointwise("neg", _no_bool(lambda xp, a: -a, "Negation, the `-` operator, on a bool tensor is not "
+                                   "supported. If you are trying to invert a mask, use the `~` or "
+                                   "`logical_not()` operator instead."),
+                   lambda ctx, g: -g, lowering="(-{0})")
 
 
 def _sign_kernel(xp, a):
-    return xp.sign(a) if a.dtype != bool else a.copy()
+    if a.dtype == bool:
+        return a.copy()
+    # (a > 0) - (a < 0), as PyTorch and the lowering: sign(NaN) is 0, not NaN
+    return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)
 
 
 SIGN = defpointwise("sign", _sign_kernel, lambda ctx, g: g * 0.0, lowering="(({0} > 0) - ({0} < 0))")
@@ -214,7 +245,7 @@ ERF = defpointwise("erf", _erf_kernel,
                    lambda ctx, g: g * (2 / math.sqrt(math.pi)) * exp(-ctx.inputs[0] * ctx.inputs[0]),
                    kind=FLOAT, saves="inputs", lowering="erf({0})")
 RELU = defpointwise("relu", lambda xp, a: xp.maximum(a, 0).astype(a.dtype, copy=False),
-                    lambda ctx, g: where(ctx.output > 0, g, 0.0), saves="output",
+                    lambda ctx, g: where(ctx.output <= 0, 0.0, g), saves="output",
                     lowering="fmax({0}, 0)")
 FLOOR = defpointwise("floor", lambda xp, a: xp.floor(a), lambda ctx, g: g * 0.0, lowering="floor({0})")
 CEIL = defpointwise("ceil", lambda xp, a: xp.ceil(a), lambda ctx, g: g * 0.0, lowering="ceil({0})")

@@ -19,8 +19,9 @@ from .shapes import norm_dim, norm_dims, reduced_shape
 
 def _reduce_meta(name, *, to_int64=False, float_only=False, index=False):
     def meta(x, dim=None, keepdim=False, dtype=None):
-        dims = norm_dims(dim, x.ndim, name)
-        dt = x.dtype
+        shape = x._shape
+        dims = norm_dims(dim, len(shape), name)
+        dt = x._storage.dtype
         if dtype is not None:
             dt = dtype
         elif index:
@@ -29,10 +30,9 @@ def _reduce_meta(name, *, to_int64=False, float_only=False, index=False):
             dt = dtypes.int64
         elif float_only and not dt.is_floating_point:
             dt = dtypes.get_default_dtype()
-        if x.numel() == 0 and name in ("amax", "amin", "argmax", "argmin") and \
-                any(x.shape[d] == 0 for d in dims):
+        if name in ("amax", "amin", "argmax", "argmin") and any(shape[d] == 0 for d in dims):
             raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0")
-        return ((reduced_shape(x.shape, dims, keepdim), dt),), (dt if not index else None)
+        return ((reduced_shape(shape, dims, keepdim), dt),), (dt if not index else None)
 
     return meta
 
@@ -71,7 +71,12 @@ def _prod_bw(ctx, g):
     safe = where(zero, 1.0, x)
     n_zero = zero.sum(dim=dim, keepdim=True)
     others = prod(safe, dim=dim, keepdim=True)
-    return g * where(zero, where(n_zero == 1, others, 0.0), out / safe)
+    # at a zero x_i the gradient is the product of the rest: `others` when x_i is the only
+    # zero, else 0; with exactly two zeros written as x_j * others (x_j the other zero) so
+    # that its derivative w.r.t. x_j (double backward) is right
+    other_zero = where(zero, x, 0.0).sum(dim=dim, keepdim=True) - x
+    at_zero = where(n_zero == 1, others, where(n_zero == 2, other_zero * others, 0.0))
+    return g * where(zero, at_zero, out / safe)
 
 
 PROD = defop("prod", meta=_reduce_meta("prod", to_int64=True),
@@ -133,7 +138,8 @@ def _cumsum_bw(ctx, g):
 
 
 CUMSUM = defop("cumsum", meta=_dim_meta("cumsum", to_int64=True),
-               kernel=lambda xp, x, dim, dtype=None: xp.cumsum(x, axis=norm_dim(dim, x.ndim)),
+               kernel=lambda xp, x, dim, dtype=None:
+                   xp.cumsum(x, axis=norm_dim(dim, x.ndim)) if x.ndim else x.copy(),
                backward=_cumsum_bw, kind="reduction")
 
 
@@ -187,16 +193,21 @@ ARGSORT = defop("argsort", meta=_sort_meta, kernel=_argsort_kernel, kind="other"
 
 
 # ---------------------------------------------------------------- public functions
+def _as(out, dtype):
+    """The result in the `dtype=` asked for (the op's rule widens integers to int64)."""
+    return out if dtype is None or out.dtype is dtypes.to_dtype(dtype) else out.to(dtype)
+
+
 def sum(input, dim=None, keepdim=False, *, dtype=None):
-    if dtype is not None:
-        input = input.to(dtype)
-    return apply(SUM, input, dim=dim, keepdim=keepdim)
+    if dtype is None:
+        return apply(SUM, input, dim=dim, keepdim=keepdim)
+    return _as(apply(SUM, input.to(dtype), dim=dim, keepdim=keepdim), dtype)
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
-    return apply(PROD, input, dim=dim, keepdim=keepdim)
+    return _as(apply(PROD, input, dim=dim, keepdim=keepdim), dtype)
 
 
 def amax(input, dim=(), keepdim=False):
@@ -218,7 +229,7 @@ def argmin(input, dim=None, keepdim=False):
 def cumsum(input, dim, *, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
-    return apply(CUMSUM, input, dim=dim)
+    return _as(apply(CUMSUM, input, dim=dim), dtype)
 
 
 def softmax(input, dim, dtype=None):
@@ -258,7 +269,10 @@ def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
 
 
 def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
-    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+    v = var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased)
+    # as PyTorch: where the variance is 0 the gradient is 0, not the inf * 0 of sqrt's
+    zero = v == 0
+    return where(zero, 0.0, where(zero, 1.0, v).sqrt())
 
 
 def logsumexp(input, dim, keepdim=False):
@@ -282,6 +296,9 @@ def _extreme(name, reducer, arg, pairwise):
         if isinstance(dim, Tensor):
             return pairwise(input, dim)
         if dim is None:
+            if input.numel() == 0:
+                raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                                   "Specify the reduction dim with the 'dim' argument.")
             return reducer(input)
         idx = arg(input, dim, keepdim=True)
         values = input.gather(dim, idx)
@@ -303,6 +320,8 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     if not 0 <= k <= (input.shape[d] if input.ndim else 1):
         raise RuntimeError(f"topk: selected index k ({k}) out of range for dimension {d} "
                            f"of size {input.shape[d] if input.ndim else 1}")
+    if input.ndim == 0:
+        return _return_type("topk")(*sort(input))
     idx = argsort(input, d, descending=largest).narrow(d, 0, k)
     return _return_type("topk")(input.gather(d, idx), idx)
 

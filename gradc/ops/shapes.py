@@ -41,8 +41,8 @@ def norm_dim(dim: int, ndim: int, op: str = "") -> int:
 
 def norm_dims(dim, ndim: int, op: str = "") -> tuple[int, ...]:
     """`dim` (None, int or sequence) as a sorted tuple of non-negative dims; None = all."""
-    if dim is None:
-        return tuple(range(ndim))
+    if dim is None or (isinstance(dim, (tuple, list)) and not dim):
+        return tuple(range(ndim))  # as PyTorch's reductions, an empty dim list means all dims
     if isinstance(dim, int):
         dim = (dim,)
     dims = tuple(sorted({norm_dim(d, ndim, op) for d in dim}))

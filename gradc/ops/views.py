@@ -139,12 +139,22 @@ def transpose(input, dim0: int, dim1: int) -> Tensor:
 swapaxes = swapdims = transpose
 
 
-def movedim(input, source: int, destination: int) -> Tensor:
-    dims = list(range(input.ndim))
-    src = norm_dim(source, input.ndim, "movedim")
-    dims.remove(src)
-    dims.insert(norm_dim(destination, input.ndim, "movedim"), src)
-    return permute(input, dims)
+def movedim(input, source, destination) -> Tensor:
+    """Move dim(s) `source` to position(s) `destination` (ints or sequences, as PyTorch)."""
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({src} dims) should "
+                           f"contain the same number of dims as destination ({dst} dims)")
+    src = [norm_dim(d, input.ndim, "movedim") for d in src]
+    dst = [norm_dim(d, input.ndim, "movedim") for d in dst]
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        raise RuntimeError("movedim: repeated dim in `source` or `destination`")
+    dims = [None] * input.ndim
+    for s_, d_ in zip(src, dst):
+        dims[d_] = s_
+    rest = iter(d for d in range(input.ndim) if d not in src)
+    return permute(input, [d if d is not None else next(rest) for d in dims])
 
 
 def _expand_geometry(x, sizes):
@@ -224,6 +234,11 @@ def unflatten(input, dim: int, sizes) -> Tensor:
 def index_geometry(shape, stride, offset: int, key: tuple):
     """(shape, stride, offset) of `t[key]` for a key of ints, slices, None and Ellipsis."""
     consuming = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if consuming and not shape:
+        raise IndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
+                         "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number")
+    if key.count(Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
     if consuming > len(shape):
         raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
     if Ellipsis in key:
@@ -272,7 +287,12 @@ def basic_index(input, key: tuple) -> Tensor:
 
 
 def select(input, dim: int, index: int) -> Tensor:
+    if input.ndim == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor.")
     d = norm_dim(dim, input.ndim, "select")
+    if not -input.shape[d] <= int(index) < input.shape[d]:
+        raise IndexError(f"select(): index {int(index)} out of range for tensor of size {fmt(input.shape)} "
+                         f"at dimension {d}")
     return basic_index(input, (slice(None),) * d + (int(index),))
 
 
@@ -280,12 +300,16 @@ def narrow(input, dim: int, start: int, length: int) -> Tensor:
     d = norm_dim(dim, input.ndim, "narrow")
     size = input.shape[d]
     start = int(start) + size if int(start) < 0 else int(start)
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
     if not (0 <= start <= size and 0 <= length and start + length <= size):
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
     return basic_index(input, (slice(None),) * d + (slice(start, start + length),))
 
 
 def unbind(input, dim: int = 0) -> tuple:
+    if input.ndim == 0:
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     d = norm_dim(dim, input.ndim, "unbind")
     return tuple(select(input, d, i) for i in range(input.shape[d]))
 
@@ -295,6 +319,10 @@ def split(input, split_size_or_sections, dim: int = 0) -> tuple:
     size = input.shape[d]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
+        if step < 0 or (step == 0 and size):
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of "
+                               f"{size}" if step == 0 else f"split expects split_size be non-negative, but "
+                               f"got split_size={step}")
         sections = [min(step, size - i) for i in range(0, size, step)] if size else [0]
     else:
         sections = list(split_size_or_sections)
@@ -310,6 +338,8 @@ def split(input, split_size_or_sections, dim: int = 0) -> tuple:
 
 def chunk(input, chunks: int, dim: int = 0) -> tuple:
     d = norm_dim(dim, input.ndim, "chunk")
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     size = input.shape[d]
     return split(input, max(1, -(-size // chunks)), d)
 
