@@ -13,13 +13,29 @@ from .dtypes import dtype, from_numpy_dtype
 
 
 class Storage:
-    __slots__ = ("data", "device", "dtype", "version", "__weakref__")
+    __slots__ = ("_data", "_whole", "device", "dtype", "version", "__weakref__")
 
     def __init__(self, data, dev: device = CPU, dt: dtype | None = None):
-        self.data = data  # a 1-D numpy or cupy array
+        self._data = data  # a 1-D numpy or cupy array
+        self._whole = None
         self.device = dev
         self.dtype = dt if dt is not None else from_numpy_dtype(data.dtype)
         self.version = 0
+
+    @classmethod
+    def of_array(cls, arr, dev: device, dt: dtype) -> Storage:
+        """The storage of a fresh C-contiguous result array; flattened only when needed
+        (most op results are never viewed, and flattening costs as much as the op)."""
+        st = cls.__new__(cls)
+        st._data, st._whole, st.device, st.dtype, st.version = None, arr, dev, dt, 0
+        return st
+
+    @property
+    def data(self):
+        """The flat 1-D buffer."""
+        if self._data is None:
+            self._data, self._whole = self._whole.reshape(-1), None
+        return self._data
 
     @classmethod
     def empty(cls, n: int, dt: dtype, dev: device = CPU) -> Storage:

@@ -54,7 +54,7 @@ class Tensor:
         if not arr.flags.c_contiguous:
             arr = xp.ascontiguousarray(arr)
         t = object.__new__(cls)
-        t._storage = Storage(arr.reshape(-1), dev, dt)
+        t._storage = Storage.of_array(arr, dev, dt if dt is not None else dtypes.from_numpy_dtype(arr.dtype))
         t._offset = 0
         t._shape = Size(arr.shape)
         t._stride = None

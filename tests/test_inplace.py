@@ -282,7 +282,7 @@ def test_inplace_dtype_allowed_within_category(torch):
 AUTOGRAD_CASES = [
     "chain", "exp_then_use", "view_of_nonleaf", "transposed_view", "select_view",
     "copy_into_view", "setitem_view", "two_views", "relu_sigmoid", "clamp_", "masked_fill_",
-    "view_then_base_inplace", "fill_view", "zero_view",
+    "view_then_base_inplace", "fill_view", "zero_view", "reshape_copy",
 ]
 
 
@@ -326,6 +326,11 @@ def _run_autograd(lib, case, d, wd):
     elif case == "zero_view":
         y[1:, 1:].zero_()
         y = y * w
+    elif case == "reshape_copy":      # a reshape that copies owns its memory: not a view
+        r = y.t().reshape(-1)
+        r[1:3] = w[:2]
+        r.mul_(w.repeat(2))
+        y = r.view(3, 2).t()
     out = (y * lib.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))).sum()
     out.backward()
     return y, x.grad, w.grad

@@ -91,7 +91,9 @@ def reshape(input, shape) -> Tensor:
     if shape == input.shape:
         return apply(VIEW, input, shape=shape)
     if view_strides(input.shape, input.stride(), shape) is None:
-        input = clone(input)
+        out = apply(VIEW, clone(input), shape=shape)
+        out._base = out._view_version = None  # owns the copy (PyTorch's _unsafe_view): not a view
+        return out
     return apply(VIEW, input, shape=shape)
 
 
@@ -233,6 +235,7 @@ def unflatten(input, dim: int, sizes) -> Tensor:
 # ---------------------------------------------------------------- basic indexing
 def index_geometry(shape, stride, offset: int, key: tuple):
     """(shape, stride, offset) of `t[key]` for a key of ints, slices, None and Ellipsis."""
+    shape = tuple(shape)  # plain tuple: Size's Python-level __getitem__ is slow in this loop
     consuming = sum(1 for k in key if k is not None and k is not Ellipsis)
     if consuming and not shape:
         raise IndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
@@ -250,6 +253,11 @@ def index_geometry(shape, stride, offset: int, key: tuple):
             out_shape.append(1)
             out_stride.append(shape[d] * stride[d] if d < len(shape) else 1)
         elif isinstance(k, slice):
+            if k.start is None and k.stop is None and k.step is None:  # `:` (squeeze, unsqueeze, ...)
+                out_shape.append(shape[d])
+                out_stride.append(stride[d])
+                d += 1
+                continue
             start, stop, step = k.indices(shape[d])
             if step <= 0:
                 raise ValueError("step must be greater than zero")
