@@ -18,3 +18,12 @@ class Size(tuple):
 
     def __add__(self, other):
         return Size(tuple(self) + tuple(other))
+
+
+def contiguous_strides(shape) -> tuple[int, ...]:
+    """Row-major strides (in elements) of `shape`; size-0 dims count as 1, as PyTorch."""
+    strides, acc = [], 1
+    for s in reversed(shape):
+        strides.append(acc)
+        acc *= max(s, 1)
+    return tuple(reversed(strides))

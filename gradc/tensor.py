@@ -11,7 +11,7 @@ import numpy as np
 
 from . import dtypes
 from .device import CPU, array_module, as_device, device, strided_view
-from .size import Size
+from .size import Size, contiguous_strides
 from .storage import Storage
 
 
@@ -103,7 +103,7 @@ class Tensor:
     def stride(self, dim: int | None = None):
         stride = self._stride
         if stride is None:
-            stride = self._stride = _cstrides(self._shape)
+            stride = self._stride = contiguous_strides(self._shape)
         if dim is None:
             return stride
         from .ops.shapes import norm_dim
@@ -180,7 +180,7 @@ class Tensor:
         if size is None:
             size = (source.size(),)
         if stride is None:
-            stride = _cstrides(size)
+            stride = contiguous_strides(size)
         self._storage, self._offset = source, storage_offset
         self._shape, self._stride, self._arr = Size(size), tuple(stride), None
         self._bump_version()
@@ -473,14 +473,6 @@ class Tensor:
 
     def __setitem__(self, key, value) -> None:
         ops.setitem(self, key, value)
-
-
-def _cstrides(shape) -> tuple:
-    strides, acc = [], 1
-    for s in reversed(shape):
-        strides.append(acc)
-        acc *= max(s, 1)
-    return tuple(reversed(strides))
 
 
 def _sizes(args) -> tuple:

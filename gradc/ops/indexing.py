@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
+from ..size import contiguous_strides
 from ..tensor import Tensor
 from .dispatch import apply
 from .registry import defop
-from .shapes import contiguous_strides, fmt, norm_dim, numel
+from .shapes import fmt, norm_dim, numel
 from .views import basic_index, narrow, strided_scatter, unsqueeze, view
 
 _SLOT = object()  # marks where an index tensor goes in a key template

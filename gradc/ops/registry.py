@@ -25,7 +25,7 @@ from typing import Any
 OPS: dict[str, Op] = {}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Op:
     name: str
     meta: Callable

@@ -59,14 +59,6 @@ def reduced_shape(shape, dims, keepdim: bool) -> Size:
     return Size(s for i, s in enumerate(shape) if i not in dims)
 
 
-def contiguous_strides(shape) -> tuple[int, ...]:
-    strides, acc = [], 1
-    for s in reversed(shape):
-        strides.append(acc)
-        acc *= max(s, 1)
-    return tuple(reversed(strides))
-
-
 def numel(shape) -> int:
     n = 1
     for s in shape:

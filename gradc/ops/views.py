@@ -7,11 +7,11 @@ else (transpose, squeeze, select, split, ...) is composed from them.
 """
 from __future__ import annotations
 
-from ..size import Size
+from ..size import Size, contiguous_strides
 from ..tensor import Tensor
 from .dispatch import apply
 from .registry import defop
-from .shapes import contiguous_strides, fmt, norm_dim, numel
+from .shapes import fmt, norm_dim, numel
 
 
 # ---------------------------------------------------------------- view / reshape
