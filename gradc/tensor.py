@@ -82,12 +82,6 @@ class Tensor:
                                            self._shape, self.stride())
         return arr
 
-    def _cast_array(self, dt):
-        arr = self._arr if self._arr is not None else self._array()
-        if dt is None or arr.dtype == dt.np:
-            return arr
-        return arr.astype(dt.np)
-
     # ----------------------------------------------------------------- metadata
     @property
     def shape(self) -> Size:
