@@ -5,7 +5,7 @@ the ops (as functions; the same ones are Tensor methods), autograd and grad mode
 """
 from __future__ import annotations
 
-from . import autograd
+from . import autograd, optim, utils
 from ._version import __version__
 from .autograd.grad_mode import (
     enable_grad,
@@ -59,6 +59,7 @@ from .factories import (
 )
 from .ops import *  # noqa: F401,F403  (the op functions: gradc.exp, gradc.matmul, ...)
 from .ops import OPS
+from .serialization import load, save
 from .size import Size
 from .storage import Storage
 from .tensor import Tensor, is_tensor  # first: it loads the op table

@@ -687,6 +687,9 @@ COVERED_ELSEWHERE = {
     "permute": "view/indexing tests (permute/transpose); also reached here through mm(a.t(), b)",
     "expand": "view/indexing tests (expand/broadcast_to); also reached here through repeat",
     "to_device": "device tests (needs a second device)",
+    "constant_pad": "test_functional.py (F.pad vs torch, gradcheck, gradgradcheck)",
+    "unfold": "test_functional.py (F.unfold vs torch, gradcheck); also reached through conv and pooling",
+    "fold": "test_functional.py (F.fold vs torch, gradcheck); the backward of unfold",
 }
 
 # ---------------------------------------------------------------- 0-d inputs and edge values

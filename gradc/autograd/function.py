@@ -157,13 +157,14 @@ def _connect(ctx, args, outputs) -> tuple:
         if not isinstance(out, Tensor):
             wired.append(out)
             continue
+        differentiable = id(out) not in non_diff  # (before aliasing: the marks name the input)
         if id(out) in inputs and id(out) not in dirty:
             out = out._alias()  # an input returned as is: a new tensor, as PyTorch's view
         if id(out) in dirty:
             if out.grad_fn is None and out.requires_grad:
                 raise RuntimeError("a leaf Variable that requires grad has been used in an in-place operation.")
             out._bump_version()  # as PyTorch: marking dirty counts as a modification
-        if id(out) not in non_diff and out.dtype.is_floating_point:
+        if differentiable and out.dtype.is_floating_point:
             out._requires_grad = True
             out.grad_fn, out._output_nr = ctx, i
         wired.append(out)

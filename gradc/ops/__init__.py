@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..tensor import Tensor
 from . import inplace as _inplace
 from . import pointwise as _pointwise
+from .conv import conv1d, conv2d, max_pool2d
 from .indexing import (
     cat,
     concat,
@@ -28,6 +29,7 @@ from .indexing import (
     triu,
 )
 from .linalg import bmm, dot, einsum, matmul, mm, outer
+from .padding import constant_pad_nd
 from .pointwise import (
     abs,
     absolute,

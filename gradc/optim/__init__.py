@@ -1,0 +1,8 @@
+"""gradc.optim: optimizers and learning-rate schedulers, as torch.optim."""
+from . import lr_scheduler
+from .adam import Adam
+from .adamw import AdamW
+from .optimizer import Optimizer
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]

@@ -1,0 +1,2 @@
+"""gradc.utils: data loading."""
+from . import data
