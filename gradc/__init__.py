@@ -5,7 +5,7 @@ the ops (as functions; the same ones are Tensor methods), autograd and grad mode
 """
 from __future__ import annotations
 
-from . import autograd, optim, utils
+from . import autograd, nn, optim, utils
 from ._version import __version__
 from .autograd.grad_mode import (
     enable_grad,

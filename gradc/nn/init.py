@@ -164,3 +164,13 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: np.random.Generato
     if rows < cols:
         q = q.T
     return _write(tensor, (gain * q).reshape(tuple(tensor.shape)))
+
+
+def default_layer_init_(weight: Tensor, bias: Tensor | None) -> None:
+    """The default of Linear and Conv layers: kaiming-uniform(a=sqrt(5)) weights and a
+    bias uniform in +-1/sqrt(fan_in), so both start at PyTorch's distributions."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)

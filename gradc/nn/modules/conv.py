@@ -5,8 +5,6 @@ Weights and biases start as PyTorch's: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
 from __future__ import annotations
 
-import math
-
 from ... import factories
 from ...ops.conv import ntuple
 from ...tensor import Tensor
@@ -62,12 +60,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            if fan_in:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        init.default_layer_init_(self.weight, self.bias)
 
     def _explicit_padding(self) -> tuple[int, ...]:
         """F.pad's list (last dim first) for a non-zero padding mode."""
