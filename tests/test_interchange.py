@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import gradc
 from gradc import nn
-from helpers import assert_close
 
 
 def gradc_mlp():
