@@ -328,8 +328,12 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        body = np.array2string(self.detach()._host(), separator=", ", prefix="tensor(",
-                               threshold=1000, edgeitems=3)
+        values = self.detach()._host()
+        # as PyTorch prints: 4 decimals, none when every value is integral ("2., 3.")
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        integral = values.dtype.kind != "f" or not finite.size or bool((finite == np.round(finite)).all())
+        body = np.array2string(values, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3,
+                               precision=4, floatmode="maxprec" if integral else "fixed")
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")
