@@ -7,6 +7,8 @@ autograd node; the methods here are thin bindings of the functions in `gradc.ops
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from . import dtypes
@@ -188,8 +190,6 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         if self.grad_fn is not None:
-            if value:  # a non-leaf already requires grad: a no-op, as in PyTorch
-                return
             raise RuntimeError("you can only change requires_grad flags of leaf variables."
                                + ("" if value else " If you want to use a computed variable in a "
                                   "subgraph that doesn't require differentiation use "
@@ -199,7 +199,8 @@ class Tensor:
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        self.requires_grad = requires_grad
+        if not (requires_grad and self.grad_fn is not None):  # on a non-leaf: a no-op, as PyTorch
+            self.requires_grad = requires_grad
         return self
 
     @property
@@ -218,6 +219,31 @@ class Tensor:
     @property
     def retains_grad(self) -> bool:
         return self.grad_fn is not None and self._output_nr in (self.grad_fn._retain_grad or {})
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """A leaf over a copy of the storage, as PyTorch: only leaves can be deep-copied;
+        tensors that shared a storage share its copy (through `memo`); `.grad` is copied."""
+        if self.grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
+                               "deepcopy protocol at the moment.")
+        if id(self) in memo:
+            return memo[id(self)]
+        source = self._storage
+        storage = memo.get(id(source))
+        if storage is None:
+            storage = memo[id(source)] = Storage(source.data.copy(), source.device, source.dtype)
+        base = copy.deepcopy(self._base, memo) if self._base is not None else None
+        t = memo[id(self)] = Tensor._new(storage, self._offset, self._shape, self._stride, base)
+        t._requires_grad = self._requires_grad
+        if self.grad is not None:
+            t.grad = copy.deepcopy(self.grad, memo)
+        return t
+
+    def __reduce_ex__(self, protocol):
+        """Pickle the storage and geometry (views pickled together keep sharing memory);
+        autograd history is not state."""
+        return _rebuild_tensor, (self._storage.data if self.device.type == "cpu" else self._storage.data.get(),
+                                 self._offset, tuple(self._shape), self.stride(), self._requires_grad)
 
     def detach(self) -> Tensor:
         return self._alias()
@@ -471,6 +497,12 @@ class Tensor:
 
     def __setitem__(self, key, value) -> None:
         ops.setitem(self, key, value)
+
+
+def _rebuild_tensor(data: np.ndarray, offset: int, shape: tuple, stride: tuple, requires_grad: bool) -> Tensor:
+    t = Tensor._new(Storage(data), offset, shape, stride)
+    t._requires_grad = requires_grad
+    return t
 
 
 def _sizes(args) -> tuple:

@@ -1262,3 +1262,30 @@ def test_grad_mode_decorators_on_generators(torch):
         seen.append(lib.is_grad_enabled())
         out.append(seen)
     assert out[0] == out[1] == [(False, False), True, (False, False), "done", [False], True]
+
+
+def test_requires_grad_attribute_on_non_leaf_raises_but_method_is_no_op(torch):
+    for lib in (gradc, torch):
+        y = lib.ones(2, requires_grad=True) * 2
+        with pytest.raises(RuntimeError, match="you can only change requires_grad flags of leaf variables"):
+            y.requires_grad = True
+        assert y.requires_grad_(True) is y and y.requires_grad
+
+
+def test_deepcopy_and_pickle_keep_views_sharing_and_refuse_non_leaves():
+    import copy
+    import pickle
+
+    x = gradc.arange(6.0).reshape(2, 3)
+    row = x[1]
+    for cx, crow in (copy.deepcopy([x, row]), pickle.loads(pickle.dumps([x, row]))):
+        cx[1, 0] = 100.0
+        assert crow.tolist() == [100.0, 4.0, 5.0]
+        assert x.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    leaf = gradc.ones(3, requires_grad=True)
+    leaf.grad = gradc.full((3,), 2.0)
+    twin = copy.deepcopy(leaf)
+    assert twin.requires_grad and twin.is_leaf and twin.grad.tolist() == [2.0, 2.0, 2.0]
+    assert twin.grad.untyped_storage() is not leaf.grad.untyped_storage()
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(leaf * 2)
