@@ -5,7 +5,13 @@ the ops (as functions; the same ones are Tensor methods), autograd and grad mode
 """
 from __future__ import annotations
 
-from . import autograd, nn, optim, utils
+from . import (
+    autograd,
+    compiler,
+    nn,
+    optim,
+    utils,
+)
 from ._version import __version__
 from .autograd.grad_mode import (
     enable_grad,
@@ -15,6 +21,7 @@ from .autograd.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from .compiler import CompileCheckError, GraphBreakError, compile
 from .device import device
 from .dtypes import bool_ as bool
 from .dtypes import (

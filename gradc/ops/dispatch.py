@@ -13,6 +13,10 @@ from ..autograd.grad_mode import _state
 from ..device import CPU, array_module
 from ..tensor import Tensor
 
+# The compiler's capture hook: when set, called as tracer(op, args, attrs, outputs) after
+# every op (see gradc.compiler.capture). None in eager use, so the cost is one global check.
+tracer = None
+
 
 def _device_of(op, tensors):
     dev = tensors[0]._storage.device
@@ -55,6 +59,8 @@ def apply(op, *args, **attrs):
             if t._requires_grad:
                 _record(op, args, attrs, outs)
                 break
+    if tracer is not None:
+        tracer(op, args, attrs, outs)
     return outs[0] if len(outs) == 1 else outs
 
 

@@ -105,7 +105,7 @@ def _div_bw(ctx, g):
 DIV = defpointwise("div", lambda xp, a, b: a / b, _div_bw, kind=FLOAT, saves="inputs",
                    lowering="({0} / {1})", quiet=True)
 FLOOR_DIVIDE = defpointwise("floor_divide", lambda xp, a, b: xp.floor_divide(a, b), quiet=True,
-                            lowering="floor({0} / {1})")
+                            lowering="gradc_floordiv({0}, {1})")
 
 
 def _remainder_bw(ctx, g):
@@ -115,7 +115,7 @@ def _remainder_bw(ctx, g):
 
 
 REMAINDER = defpointwise("remainder", lambda xp, a, b: xp.remainder(a, b), _remainder_bw,
-                         saves="inputs", quiet=True)
+                         saves="inputs", quiet=True, lowering="gradc_remainder({0}, {1})")
 
 
 def _pow_kernel(xp, a, b):
@@ -172,10 +172,10 @@ def _minmax_bw(ctx, g):
 
 
 MAXIMUM = defpointwise("maximum", lambda xp, a, b: xp.maximum(a, b), _minmax_bw, saves="inputs",
-                       lowering="fmax({0}, {1})")
+                       lowering="gradc_max({0}, {1})")
 MAXIMUM.extra["pick"] = lambda a, b: a > b
 MINIMUM = defpointwise("minimum", lambda xp, a, b: xp.minimum(a, b), _minmax_bw, saves="inputs",
-                       lowering="fmin({0}, {1})")
+                       lowering="gradc_min({0}, {1})")
 MINIMUM.extra["pick"] = lambda a, b: a < b
 
 # ---------------------------------------------------------------- comparisons and logic
@@ -246,7 +246,7 @@ ERF = defpointwise("erf", _erf_kernel,
                    kind=FLOAT, saves="inputs", lowering="erf({0})")
 RELU = defpointwise("relu", lambda xp, a: xp.maximum(a, 0).astype(a.dtype, copy=False),
                     lambda ctx, g: where(ctx.output <= 0, 0.0, g), saves="output",
-                    lowering="fmax({0}, 0)")
+                    lowering="gradc_max({0}, 0)")
 FLOOR = defpointwise("floor", lambda xp, a: xp.floor(a), lambda ctx, g: g * 0.0, lowering="floor({0})")
 CEIL = defpointwise("ceil", lambda xp, a: xp.ceil(a), lambda ctx, g: g * 0.0, lowering="ceil({0})")
 ROUND = defpointwise("round", lambda xp, a: xp.round(a), lambda ctx, g: g * 0.0, lowering="rint({0})")
@@ -273,8 +273,16 @@ def _gelu_bw(ctx, g):
     return g * (cdf + x * pdf)
 
 
+
+
+def _gelu_lowering(attrs):
+    if attrs.get("approximate", "none") == "tanh":
+        return f"(0.5 * {{0}} * (1 + tanh({_SQRT2_PI!r} * ({{0}} + {_GELU_C!r} * {{0}} * {{0}} * {{0}}))))"
+    return f"(0.5 * {{0}} * (1 + erf({{0}} * {_SQRT1_2!r})))"
+
+
 GELU = defop("gelu", meta=pointwise_meta("gelu", FLOAT), kernel=_gelu_kernel, backward=_gelu_bw,
-             saves="inputs", kind="pointwise")
+             saves="inputs", kind="pointwise", lowering=_gelu_lowering)
 
 
 def _clamp_meta(x, min=None, max=None):
@@ -298,8 +306,17 @@ def _clamp_bw(ctx, g):
     return where(keep, g, 0.0)
 
 
+def _clamp_lowering(attrs):
+    out = "{0}"
+    if attrs.get("min") is not None:
+        out = f"gradc_max({out}, {{min}})"
+    if attrs.get("max") is not None:
+        out = f"gradc_min({out}, {{max}})"
+    return out
+
+
 CLAMP = defop("clamp", meta=_clamp_meta, kernel=_clamp_kernel, backward=_clamp_bw, saves="inputs",
-              kind="pointwise")
+              kind="pointwise", lowering=_clamp_lowering)
 
 
 def _where_meta(cond, a, b):

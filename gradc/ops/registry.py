@@ -11,7 +11,9 @@ An `Op` bundles the four things each consumer needs:
 - `backward(ctx, *grads)`: the derivative, written in gradc ops so that it is itself
   differentiable (double backward) and so that the compiler can trace it into a
   backward graph. `ctx` is the autograd node (see `autograd.node.OpNode`).
-- `lowering`: how the compiler renders the op (filled by the compiler backend).
+- `lowering`: how the compiler renders a pointwise op: a C expression with `{0}`, `{1}`, ...
+  for the operands and `{name}` for numeric attrs, or a callable `attrs -> expression`;
+  helpers it may call live in runtime/gradc_runtime.h. None: the compiler breaks the graph.
 
 Eager execution (`dispatch.apply`), autograd (`autograd.node`) and the compiler all
 read this table.

@@ -424,7 +424,7 @@ CLONE = defop("clone", meta=lambda x: (((x.shape, x.dtype),), None),
               backward=lambda ctx, g: g, kind="pointwise", lowering="{0}")
 CAST = defop("cast", meta=lambda x, dtype: (((x.shape, dtype),), None),
              kernel=lambda xp, x, dtype: x.astype(dtype.np),
-             backward=lambda ctx, g: g, kind="pointwise")
+             backward=lambda ctx, g: g, kind="pointwise", lowering="{0}")
 
 
 def _to_device_kernel(xp, x, device, source):

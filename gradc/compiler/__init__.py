@@ -1,0 +1,19 @@
+"""gradc's compiler: capture a function's ops, fuse them into C kernels, cache, run.
+
+Pipeline: capture (trace the ops of one eager run) -> graph (networkx, dead-code
+elimination) -> schedule (fusion into kernels) -> render (C through Jinja2 templates)
+-> cache/build (cc + cffi). `api.compile` ties it together with guards and fallbacks.
+"""
+from __future__ import annotations
+
+from .api import CompiledFunction, compile
+from .config import config, counters, reset_counters
+from .errors import CompileCheckError, GraphBreakError
+
+
+def reset() -> None:
+    """Clear in-memory state and counters (compiled functions keep their own entries)."""
+    reset_counters()
+
+
+__all__ = ["compile", "config", "counters", "reset", "CompiledFunction", "GraphBreakError", "CompileCheckError"]

@@ -1,0 +1,222 @@
+"""Capture: run the user function once on the real inputs and record every op.
+
+The function runs eagerly (its results are the true eager results) while
+`ops.dispatch.tracer` sees each op call. Values are identified by tensor identity:
+tensors passed by the caller are graph inputs ("arg"); tensors read inside that are
+neither inputs nor produced inside (module parameters, buffers, globals) become
+"external" inputs, passed by pointer at every call and never baked in as constants.
+Views of inputs are recorded with their real geometry, so they need no copy. Python
+scalars become constants.
+
+Anything the compiler cannot reproduce does not stop the run: it is noted as a break
+reason (`Trace.breaks`), the function finishes eagerly, and the caller decides (fall back
+to eager, or raise with fullgraph=True). Data reads of tensors (`bool(t)`, `.item()`,
+`.tolist()`, `.numpy()`) and in-place writes are detected by wrapping those Tensor
+methods for the duration of the capture.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ops import dispatch
+from ..ops.shapes import norm_dims
+from ..tensor import Tensor
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LOCK = threading.RLock()  # one capture at a time: the Tensor method wrappers are global
+_active = threading.local()
+
+REDUCTIONS = ("sum", "amax", "amin", "prod")
+VIEWS = ("view", "permute", "expand", "basic_index")
+_DATA_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__array__")
+
+
+@dataclass
+class Record:
+    """One op call: `args` holds ("value", id) for tensors and ("const", x) for scalars."""
+
+    op: str
+    attrs: dict
+    args: list
+    out: int
+    compute: Any  # the dtype tensor inputs are cast to, or None
+    source: tuple  # (file, line, code) of the user's call site
+
+
+@dataclass
+class Trace:
+    inputs: list = field(default_factory=list)  # value ids of the caller's tensors, in order
+    externals: list = field(default_factory=list)  # (value id, weakref to the tensor)
+    values: dict = field(default_factory=dict)  # id -> (shape, dtype, strides)
+    views: dict = field(default_factory=dict)  # id -> (root id, shape, strides, offset delta, source)
+    records: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # value ids returned, in order
+    single: bool = True  # the function returned one tensor (not a tuple)
+    breaks: list = field(default_factory=list)
+    result: Any = None  # what the function returned (eager values)
+
+
+def user_source() -> tuple:
+    """(file, line, code) of the first stack frame outside the gradc package."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return ("<unknown>", 0, "")
+    import linecache
+
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return (frame.f_code.co_filename, frame.f_lineno, code)
+
+
+class _Tracer:
+    """Receives (op, args, attrs, outputs) from dispatch and fills a Trace."""
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+        self.ids: dict[int, int] = {}  # id(tensor) -> value id
+        self.keep: list = []  # strong refs: ids must stay unique during the capture
+        self.produced: set[int] = set()  # value ids computed by ops (not inputs or views)
+
+    def value(self, t: Tensor, kind: str) -> int:
+        vid = len(self.trace.values)
+        self.ids[id(t)] = vid
+        self.keep.append(t)
+        self.trace.values[vid] = (tuple(t._shape), t.dtype, tuple(t.stride()))
+        if kind == "arg":
+            self.trace.inputs.append(vid)
+        elif kind == "external":
+            self.trace.externals.append((vid, t))
+        return vid
+
+    def lookup(self, t: Tensor) -> int:
+        vid = self.ids.get(id(t))
+        return self.value(t, "external") if vid is None else vid
+
+    def brk(self, reason: str) -> None:
+        if reason not in self.trace.breaks:
+            self.trace.breaks.append(reason)
+
+    def __call__(self, op, args, attrs, outs) -> None:
+        if self.trace.breaks:
+            return  # the graph is already broken: nothing more to record
+        if len(outs) != 1:
+            return self.brk(f"op {op.name!r} has several outputs (not compiled yet)")
+        out = outs[0]
+        if out.device.type != "cpu":
+            return self.brk(f"op {op.name!r} runs on {out.device} (only CPU is compiled yet)")
+        if op.kind == "view":
+            return self.view(op, args[0], out)
+        if op.kind == "reduction" and op.name not in REDUCTIONS:
+            return self.brk(f"reduction {op.name!r} has no lowering yet")
+        if op.kind == "pointwise" and op.lowering is None:
+            return self.brk(f"op {op.name!r} has no C lowering")
+        if op.kind not in ("pointwise", "reduction"):
+            return self.brk(f"op {op.name!r} ({op.kind}) is not compiled yet")
+        arg_refs = []
+        for a in args:
+            if isinstance(a, Tensor):
+                arg_refs.append(("value", self.lookup(a)))
+            elif isinstance(a, (bool, int, float)):
+                arg_refs.append(("const", a))
+            else:
+                return self.brk(f"op {op.name!r} got an argument of type {type(a).__name__}")
+        attrs = dict(attrs)
+        if op.kind == "reduction":
+            attrs["dim"] = tuple(norm_dims(attrs.get("dim"), len(args[0]._shape), op.name))
+        _, compute = op.meta(*args, **attrs)
+        vid = self.value(out, "op")
+        self.produced.add(vid)
+        self.trace.records.append(Record(op.name, attrs, arg_refs, vid, compute, user_source()))
+
+    def view(self, op, src: Tensor, out: Tensor) -> None:
+        if op.name not in VIEWS:
+            return self.brk(f"view op {op.name!r} is not compiled yet")
+        sid = self.lookup(src)
+        if sid in self.produced:
+            return self.brk(f"{op.name} of an intermediate value is not compiled yet")
+        root = self.trace.views[sid][0] if sid in self.trace.views else sid
+        root_t = self.keep[root]  # values are numbered in the order their tensors were kept
+        delta = out._offset - root_t._offset
+        vid = self.value(out, "view")
+        self.trace.views[vid] = (root, tuple(out._shape), tuple(out.stride()), delta, user_source())
+
+
+def _wrap_read(name: str, original: Callable) -> Callable:
+    def read(self, *args, **kwargs):
+        tracer = getattr(_active, "tracer", None)
+        if tracer is not None:
+            tracer.brk(f"Tensor.{name}() reads tensor data (data-dependent Python)")
+        return original(self, *args, **kwargs)
+
+    return read
+
+
+def _wrap_write(original: Callable) -> Callable:
+    def write(self, *args, **kwargs):
+        tracer = getattr(_active, "tracer", None)
+        if tracer is not None:
+            tracer.brk("an in-place write (not compiled yet)")
+        return original(self, *args, **kwargs)
+
+    return write
+
+
+def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
+    if isinstance(result, Tensor):
+        items, trace.single = [result], True
+    elif isinstance(result, tuple) and result and all(isinstance(r, Tensor) for r in result):
+        items, trace.single = list(result), False
+    else:
+        return tracer.brk(f"the function returned {type(result).__name__} (only a tensor or a tuple "
+                          "of tensors is compiled)")
+    for r in items:
+        vid = tracer.ids.get(id(r))
+        if vid is None or vid not in tracer.produced:
+            return tracer.brk("an output is an input, a view of one, or made outside the traced ops")
+        trace.outputs.append(vid)
+
+
+def capture(fn: Callable, args: tuple, kwargs: dict) -> Trace:
+    """Run `fn(*args, **kwargs)` once under the tracer; exceptions of `fn` propagate."""
+    trace = Trace()
+    tracer = _Tracer(trace)
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, Tensor) and id(a) not in tracer.ids:
+            tracer.value(a, "arg")
+    with _LOCK:
+        saved = {name: getattr(Tensor, name) for name in _DATA_READS if hasattr(Tensor, name)}
+        saved_write = Tensor._bump_version
+        previous = dispatch.tracer
+        try:
+            for name, method in saved.items():
+                setattr(Tensor, name, _wrap_read(name, method))
+            Tensor._bump_version = _wrap_write(saved_write)
+            _active.tracer = tracer
+            dispatch.tracer = tracer
+            trace.result = fn(*args, **kwargs)
+        finally:
+            dispatch.tracer = previous
+            _active.tracer = None
+            for name, method in saved.items():
+                setattr(Tensor, name, method)
+            Tensor._bump_version = saved_write
+    _collect_outputs(trace, tracer, trace.result)
+    _finish_externals(trace, tracer)
+    return trace
+
+
+def _finish_externals(trace: Trace, tracer: _Tracer) -> None:
+    """Keep externals by weak reference; one that died was made inside the function
+    (a factory call), which the graph cannot reproduce."""
+    trace.externals = [(vid, weakref.ref(t)) for vid, t in trace.externals]
+    tracer.keep.clear()
+    tracer.ids.clear()
+    if any(ref() is None for _, ref in trace.externals):
+        tracer.brk("a tensor created inside the function (factory call) is not captured yet")

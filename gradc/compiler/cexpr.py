@@ -1,0 +1,97 @@
+"""C types, literals and expressions for single graph nodes.
+
+The contract: every node value lives in a C local of its output dtype's C type; an op
+casts its tensor operands to its compute dtype (as eager's `meta` does), evaluates the
+op's `lowering` expression and converts to the output type. float32 ops call the
+`f`-suffixed libm functions and keep literals in float, so they compute in float32 as
+numpy does. Anything whose C semantics would differ from eager raises `GraphBreak`.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from ..ops import OPS
+from .errors import GraphBreak
+
+CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
+          "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "bool": "bool"}
+_LIMITS = {"int64": ("INT64_MIN", "INT64_MAX"), "int32": ("INT32_MIN", "INT32_MAX"),
+           "int16": ("INT16_MIN", "INT16_MAX"), "int8": ("INT8_MIN", "INT8_MAX"),
+           "uint8": ("0", "UINT8_MAX"), "bool": ("0", "1"), "float32": ("-INFINITY", "INFINITY"),
+           "float64": ("-INFINITY", "INFINITY")}
+# Ops whose C lowering matches numpy on integer and bool operands (C integer arithmetic,
+# compiled with -fwrapv, wraps as numpy does). Others break the graph on integers.
+INTEGER_OPS = frozenset({"add", "sub", "mul", "neg", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and",
+                         "bitwise_or", "bitwise_xor", "bitwise_not", "logical_not", "where", "cast", "sign",
+                         "maximum", "minimum", "relu", "clamp"})
+_F32_FUNCS = re.compile(r"\b(exp|log|log1p|expm1|sqrt|sin|cos|tanh|erf|fabs|floor|ceil|rint|pow|fmod|"
+                        r"gradc_floordiv|gradc_remainder)\(")
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?)")
+
+
+def ctype(dtype) -> str:
+    name = dtype.name
+    if name not in CTYPES:
+        raise GraphBreak(f"dtype {name} is not compiled yet")
+    return CTYPES[name]
+
+
+def limits(dtype) -> tuple[str, str]:
+    return _LIMITS[dtype.name]
+
+
+def literal(value, dtype) -> str:
+    """A Python scalar as a C literal of `dtype` (converted as numpy converts it)."""
+    if dtype.is_floating_point:
+        v = float(value)
+        if math.isnan(v):
+            text = "NAN"
+        elif math.isinf(v):
+            text = "INFINITY" if v > 0 else "(-INFINITY)"
+        else:
+            text = repr(v)
+        return f"(({ctype(dtype)}){text})"
+    if dtype.name == "bool":
+        return "1" if value else "0"
+    if isinstance(value, float) and value != int(value):
+        raise GraphBreak(f"float constant {value!r} in a {dtype.name} op")
+    return f"(({ctype(dtype)}){int(value)}LL)"
+
+
+def _small_power(n: int, operand: str) -> str:
+    return "1" if n == 0 else "(" + " * ".join([operand] * n) + ")"
+
+
+def node_expression(node: dict, operand_var) -> str:
+    """The C expression computing op `node` (a graph node's attributes) from its operands;
+    `operand_var(node_id)` names the C local holding an operand's value."""
+    op = OPS[node["op"]]
+    out_dtype = node["dtype"]
+    compute = node["compute"]
+    work = compute if compute is not None else out_dtype
+    ctype(out_dtype)
+    if not work.is_floating_point and node["op"] not in INTEGER_OPS:
+        raise GraphBreak(f"op {node['op']!r} on {work.name} is not compiled yet")
+    operands = []
+    for pos, (tag, ref) in enumerate(node["args"]):
+        cast = compute is not None and not (node["op"] == "where" and pos == 0)
+        if tag == "const":
+            operands.append(literal(ref, work) if cast else repr(ref))
+        else:
+            name = operand_var(ref)
+            operands.append(f"({ctype(compute)}){name}" if cast else name)
+    if node["op"] == "pow" and node["args"][1][0] == "const":
+        exponent = node["args"][1][1]
+        if float(exponent).is_integer() and 0 <= exponent <= 4:
+            return f"({ctype(out_dtype)}){_small_power(int(exponent), operands[0])}"
+    if node["op"] == "bitwise_not" and work.name == "bool":
+        template = "(!{0})"
+    else:
+        template = op.lowering(node["attrs"]) if callable(op.lowering) else op.lowering
+    if work.name == "float32":
+        template = _F32_FUNCS.sub(lambda m: m.group(1) + "f(", template)
+        template = _FLOAT_LITERAL.sub(lambda m: f"((float){m.group(1)})", template)
+    named = {k: literal(v, work) for k, v in node["attrs"].items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return f"({ctype(out_dtype)}){template.format(*operands, **named)}"

@@ -1,0 +1,56 @@
+"""The captured trace as a `networkx.DiGraph`, and dead-code elimination.
+
+Node ids are the trace's value ids. Node attributes:
+- every node: `kind` ("input", "view" or "op"), `op` (op name; "input"/"view" for those),
+  `shape` (tuple), `dtype` (gradc dtype), `source` ((file, line, code) or None);
+- inputs: `role` ("arg" or "external"), `strides` (elements, as captured and guarded);
+- views (of an input, never copied): `root` (the input node), `strides`, `offset` (element
+  offset from the root's first element);
+- ops: `attrs`, `args` (list of ("value", node) / ("const", scalar), in argument order),
+  `compute` (dtype operands are cast to, or None).
+Edges go from an operand to its consumer with `pos`: the tuple of argument positions
+where it is used (x * x uses x at (0, 1)).
+Graph attributes: `inputs` (arg node ids in call order), `externals`, `outputs`.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from .capture import Trace
+
+
+def build_graph(trace: Trace) -> nx.DiGraph:
+    g = nx.DiGraph(inputs=list(trace.inputs), externals=[vid for vid, _ in trace.externals],
+                   outputs=list(trace.outputs))
+    for role, vids in (("arg", trace.inputs), ("external", [vid for vid, _ in trace.externals])):
+        for vid in vids:
+            shape, dtype, strides = trace.values[vid]
+            g.add_node(vid, kind="input", op="input", role=role, shape=shape, dtype=dtype, strides=strides,
+                       source=None)
+    for vid, (root, shape, strides, offset, source) in trace.views.items():
+        g.add_node(vid, kind="view", op="view", root=root, shape=shape, strides=strides, offset=offset,
+                   dtype=trace.values[vid][1], source=source)
+        g.add_edge(root, vid, pos=(0,))
+    for rec in trace.records:
+        shape, dtype, _ = trace.values[rec.out]
+        g.add_node(rec.out, kind="op", op=rec.op, attrs=rec.attrs, args=rec.args, compute=rec.compute,
+                   shape=shape, dtype=dtype, source=rec.source)
+        for pos, (tag, ref) in enumerate(rec.args):
+            if tag == "value":
+                if g.has_edge(ref, rec.out):
+                    g.edges[ref, rec.out]["pos"] += (pos,)
+                else:
+                    g.add_edge(ref, rec.out, pos=(pos,))
+    return g
+
+
+def eliminate_dead_code(g: nx.DiGraph) -> nx.DiGraph:
+    """Drop op and view nodes no output depends on, and externals nothing reads.
+    Arg inputs stay: they fix the call signature."""
+    live = set(g.graph["outputs"])
+    for out in g.graph["outputs"]:
+        live |= nx.ancestors(g, out)
+    dead = [n for n, d in g.nodes(data=True) if n not in live and d.get("role") != "arg"]
+    g.remove_nodes_from(dead)
+    g.graph["externals"] = [n for n in g.graph["externals"] if n in g]
+    return g

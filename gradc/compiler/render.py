@@ -1,0 +1,229 @@
+"""Render a schedule as one C translation unit (templates in `gradc.templates`, c/*.j2).
+
+Every kernel is a loop nest over its iteration space with int64 indices. Buffers are
+indexed through their real strides (0 on broadcast dims), so broadcasting and views of
+inputs need no copies. Adjacent loops that every access walks contiguously are merged,
+so a contiguous elementwise chain is a single loop. The outermost loop gets an OpenMP
+`parallel for` when the kernel is big enough to pay for the threads. Comments name the
+graph node and the user's source line each value comes from; text from the user is
+sanitized before it reaches the source.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+import jinja2
+import networkx as nx
+
+from .._version import __version__
+from .cexpr import ctype, limits, node_expression
+from .schedule import Kernel, Plan
+
+PARALLEL_MIN_ELEMENTS = 1 << 16
+_UNSAFE = re.compile(r"[^\x20-\x7e]|\*/|/\*|\?\?")
+
+
+def sanitize(text: str, limit: int = 100) -> str:
+    """User text made safe for a C comment: printable ASCII, no comment delimiters."""
+    text = _UNSAFE.sub("?", str(text))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def resource_dir(package: str, folder: str) -> Path:
+    """A shipped data folder (`gradc.templates` or `gradc.runtime`); in a source checkout
+    installed before those packages existed, the folder next to the gradc package."""
+    try:
+        return Path(str(importlib.resources.files(package)))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / folder
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader(str(resource_dir("gradc.templates", "templates") / "c"))
+    return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True, autoescape=False,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _contiguous(shape: tuple) -> list:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return strides[::-1]
+
+
+def _where(d: dict) -> str:
+    src = d.get("source")
+    if not src:
+        return ""
+    file, line, code = src
+    return sanitize(f"  [{os.path.basename(file)}:{line}: {code}]")
+
+
+class _KernelWriter:
+    def __init__(self, g: nx.DiGraph, plan: Plan, kernel: Kernel):
+        self.g, self.plan, self.k = g, plan, kernel
+        self.params: dict[int, str] = {}  # slot -> parameter declaration
+        self.accesses: list = []  # (key, slot, base, strides over the space)
+
+    def _access(self, n: int) -> tuple:
+        d = self.g.nodes[n]
+        if d["kind"] == "view":
+            slot, strides, base = self.plan.buffers[d["root"]].slot, d["strides"], d["offset"]
+        elif d["kind"] == "input":
+            slot, strides, base = self.plan.buffers[n].slot, d["strides"], 0
+        else:
+            slot, strides, base = self.plan.buffers[n].slot, _contiguous(d["shape"]), 0
+        shape, space = d["shape"], self.k.space
+        vec = [0] * (len(space) - len(shape)) + [0 if s == 1 else st for s, st in zip(shape, strides)]
+        return slot, base, vec
+
+    def _loops(self, vectors: list) -> list:
+        """[size, group, [stride per access]] per loop, outermost first, merged where possible."""
+        space, reduced = self.k.space, set(self.k.reduce_dims)
+        order = [i for i in range(len(space)) if i not in reduced] + sorted(reduced)
+        loops = []
+        for dim in order:
+            if space[dim] == 1:
+                continue
+            group = "inner" if dim in reduced else "outer"
+            strides = [v[dim] for v in vectors]
+            if loops and loops[-1][1] == group and all(
+                    a == b * space[dim] for a, b in zip(loops[-1][2], strides)):
+                loops[-1][0] *= space[dim]
+                loops[-1][2] = strides
+            else:
+                loops.append([space[dim], group, strides])
+        return loops
+
+    def write(self) -> dict:
+        g, k = self.g, self.k
+        loads = [self._access(n) for n in k.loads]
+        stores = []
+        if k.kind == "pointwise":
+            stores = [(self.plan.buffers[r].slot, 0, _contiguous(k.space)) for r in k.roots]
+        else:
+            kept = [i for i in range(len(k.space)) if i not in k.reduce_dims]
+            inner = _contiguous(tuple(k.space[i] for i in kept))
+            vec = [0] * len(k.space)
+            for i, st in zip(kept, inner):
+                vec[i] = st
+            stores = [(self.plan.buffers[k.roots[0]].slot, 0, vec)]
+        loops = self._loops([v for _, _, v in loads + stores])
+        var = [f"i{j}" for j in range(len(loops))]
+
+        def offset(base: int, which: int) -> str:
+            terms = [f"{var[j]} * {loop[2][which]}" if loop[2][which] != 1 else var[j]
+                     for j, loop in enumerate(loops) if loop[2][which] != 0]
+            return " + ".join(([str(base)] if base else []) + terms) or "0"
+
+        for slot, _, _ in loads:
+            node = next(n for n in k.loads if self._slot(n) == slot)
+            self.params.setdefault(slot, f"const {ctype(self._dtype(node))} *restrict b{slot}")
+        for slot, _, _ in stores:
+            self.params[slot] = f"{ctype(self.plan.buffers[self._root_of(slot)].dtype)} *restrict b{slot}"
+
+        body_values = []
+        for idx, n in enumerate(k.loads):
+            slot, base, _ = loads[idx]
+            body_values.append(f"const {ctype(self._dtype(n))} v{n} = b{slot}[{offset(base, idx)}];")
+        compute_nodes = k.nodes if k.kind == "pointwise" else k.nodes[:-1]
+        for n in compute_nodes:
+            d = g.nodes[n]
+            expr = node_expression(d, lambda ref: f"v{ref}")
+            body_values.append(f"const {ctype(d['dtype'])} v{n} = {expr};")
+
+        lines, depth = [], 1
+        total = 1
+        for s in k.space:
+            total *= s
+
+        def open_loop(j: int) -> None:
+            nonlocal depth
+            if j == 0 and loops[0][1] == "outer" and loops[0][0] > 1 and total >= PARALLEL_MIN_ELEMENTS:
+                lines.append("    " * depth + "#pragma omp parallel for")
+            lines.append("    " * depth + f"for (int64_t {var[j]} = 0; {var[j]} < {loops[j][0]}; ++{var[j]}) {{")
+            depth += 1
+
+        def close_loop() -> None:
+            nonlocal depth
+            depth -= 1
+            lines.append("    " * depth + "}")
+
+        n_outer = sum(1 for loop in loops if loop[1] == "outer")
+        for j in range(n_outer):
+            open_loop(j)
+        if k.kind == "pointwise":
+            lines.extend("    " * depth + line for line in body_values)
+            for idx, (slot, base, _) in enumerate(stores):
+                root = k.roots[idx]
+                lines.append("    " * depth + f"b{slot}[{offset(base, len(loads) + idx)}] = v{root};"
+                             f"  /* output: node {root} */")
+        else:
+            r = k.roots[0]
+            d = g.nodes[r]
+            operand = d["args"][0][1]
+            acc_t, init, combine = self._accumulator(d, operand)
+            lines.append("    " * depth + f"{acc_t} acc = {init};")
+            for j in range(n_outer, len(loops)):
+                open_loop(j)
+            lines.extend("    " * depth + line for line in body_values)
+            lines.append("    " * depth + combine)
+            for _ in range(n_outer, len(loops)):
+                close_loop()
+            slot, base, _ = stores[0]
+            lines.append("    " * depth + f"b{slot}[{offset(base, len(loads))}] = ({ctype(d['dtype'])})acc;"
+                         f"  /* node {r}: {d['op']} */")
+        for _ in range(n_outer):
+            close_loop()
+        comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
+        summary = (f"{k.kind} over shape {list(k.space)}" +
+                   (f", reducing dims {list(k.reduce_dims)}" if k.reduce_dims else ""))
+        params = [self.params[s] for s in sorted(self.params)]
+        source = _environment().get_template("kernel.c.j2").render(
+            name=k.name, summary=summary, comments=comments, params=params, body=lines)
+        call = f"{k.name}(" + ", ".join(f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]"
+                                         for s, p in sorted(self.params.items())) + ");"
+        return {"source": source, "call": call}
+
+    def _slot(self, n: int) -> int:
+        d = self.g.nodes[n]
+        return self.plan.buffers[d["root"] if d["kind"] == "view" else n].slot
+
+    def _dtype(self, n: int):
+        return self.g.nodes[n]["dtype"]
+
+    def _root_of(self, slot: int) -> int:
+        return next(n for n, b in self.plan.buffers.items() if b.slot == slot)
+
+    def _accumulator(self, d: dict, operand: int) -> tuple[str, str, str]:
+        out = d["dtype"]
+        op = d["op"]
+        value = f"v{operand}"
+        if op in ("sum", "prod"):
+            acc_t = "double" if out.is_floating_point else "int64_t"
+            init = "0" if op == "sum" else "1"
+            sign = "+=" if op == "sum" else "*="
+            return acc_t, init, f"acc {sign} ({acc_t}){value};"
+        acc_t = ctype(out)
+        lo, hi = limits(out)
+        better = ">" if op == "amax" else "<"
+        return acc_t, (lo if op == "amax" else hi), \
+            f"if ({value} != {value} || {value} {better} acc) acc = {value};  /* NaN propagates */"
+
+
+def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
+    """The C source of a whole plan; raises GraphBreak if a node cannot be lowered."""
+    kernels, calls = [], []
+    for k in plan.kernels:
+        out = _KernelWriter(g, plan, k).write()
+        kernels.append(out["source"].rstrip("\n"))
+        calls.append(out["call"])
+    return _environment().get_template("module.c.j2").render(
+        version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(),
+        kernels=kernels, calls=calls)
