@@ -181,8 +181,9 @@ def _bind_methods() -> None:
         "tril_": tril, "triu_": triu, "scatter_add_": scatter_add, "lerp_": lerp,
         "bitwise_and_": bitwise_and, "bitwise_or_": bitwise_or, "bitwise_not_": bitwise_not,
     }
+    ufuncs = {"add_": "add", "sub_": "subtract", "mul_": "multiply", "div_": "true_divide"}
     for name, fn in inplace_of.items():
-        setattr(Tensor, name, _inplace._method(name, fn))
+        setattr(Tensor, name, _inplace._method(name, fn, ufuncs.get(name)))
     Tensor.copy_ = _inplace.copy_
     Tensor.fill_ = _inplace.fill_
     Tensor.zero_ = _inplace.zero_

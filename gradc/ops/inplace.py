@@ -81,6 +81,33 @@ def inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
     return self
 
 
+def _direct(self: Tensor, ufunc: str, other, alpha):
+    """`ufunc(self, other * alpha, out=self)` when that is exactly the generic result; else None."""
+    from .. import dtypes
+    from ..device import array_module
+
+    is_tensor = isinstance(other, Tensor)
+    if is_grad_enabled() and (self._requires_grad or (is_tensor and other._requires_grad)):
+        return None
+    dt = self._storage.dtype
+    if not dt.is_floating_point or dtypes.result_type(self, other, alpha) is not dt:
+        return None
+    if is_tensor and (other._storage.device != self._storage.device or
+                      (other._shape != self._shape and len(other._shape) > len(self._shape))):
+        return None
+    check_overlap(self)
+    arr = self._array()
+    operand = other._array() if is_tensor else other
+    if alpha != 1:
+        operand = operand * alpha
+    try:
+        getattr(array_module(self._storage.device), ufunc)(arr, operand, out=arr)
+    except ValueError:  # not broadcastable to self's shape: the generic path raises PyTorch's error
+        return None
+    self._bump_version()
+    return self
+
+
 def _take_history(self: Tensor, value: Tensor) -> None:
     old = self.grad_fn
     if old is not None and old._retain_grad and value.grad_fn is not None:
@@ -159,8 +186,16 @@ def zero_(self: Tensor) -> Tensor:
     return fill_(self, 0)
 
 
-def _method(name: str, fn):
+def _method(name: str, fn, ufunc: str | None = None):
+    """The in-place variant of `fn`. With a `ufunc` name (add_, sub_, mul_, div_), a call that
+    records nothing and keeps self's float dtype and shape is written straight into self's
+    memory by the array module's ufunc: no temporary and no copy (optimizers live on this)."""
+
     def method(self, *args, **kwargs):
+        if ufunc is not None and len(args) == 1 and not kwargs.keys() - {"alpha"}:
+            done = _direct(self, ufunc, args[0], kwargs.get("alpha", 1))
+            if done is not None:
+                return done
         return inplace(self, fn, *args, **kwargs)
 
     method.__name__ = name
