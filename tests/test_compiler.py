@@ -151,15 +151,15 @@ def test_parameters_are_inputs_not_constants():
     assert gradc.compile(lin).weight is lin.weight
 
 
-def test_grad_requiring_inputs_run_eagerly_with_exact_gradients():
+def test_grad_requiring_inputs_compile_a_training_graph():
     x = gradc.randn(6, requires_grad=True)
     cf = gradc.compile(gelu)
     cf(x).sum().backward()
     g = x.grad.numpy().copy()
     x.grad = None
     gelu(x).sum().backward()
-    np.testing.assert_array_equal(g, x.grad.numpy())
-    assert compiler.counters["fallbacks"] == 1 and compiler.counters["compiles"] == 0
+    np.testing.assert_allclose(g, x.grad.numpy(), rtol=1e-5, atol=1e-6)
+    assert compiler.counters["fallbacks"] == 0 and compiler.counters["compiles"] == 2  # forward, backward
 
 
 def test_eager_env_and_mode(monkeypatch):

@@ -1,12 +1,14 @@
 """`gradc.compile`: guards, the in-memory cache and every fallback to eager.
 
 A compiled function, on each call: runs eagerly if asked to (mode/backend "eager",
-GRADC_EAGER=1) or if autograd would need a training graph (grad mode on and an input or
-parameter requires grad: not compiled yet); otherwise looks up its guard key. On a miss
-it captures the function (the capture run's own results are discarded once the compiled
-kernels exist, so the first call already runs compiled code), builds the graph, schedules,
-renders and builds the C, and stores the entry. Breaks and toolchain failures never give
-wrong answers: the function's eager results are returned instead.
+GRADC_EAGER=1); otherwise looks up its guard key. On a miss it captures the function (the
+capture run's own results are discarded once the compiled kernels exist, so the first
+call already runs compiled code), builds the graph, schedules, renders and builds the C,
+and stores the entry. When grad mode is on and an input or parameter requires grad, the
+capture also traces the backward (see `joint`) and the entry is a training entry: two
+modules run through an autograd.Function (see `training`). Breaks and toolchain failures
+never give wrong answers: the function's eager results are returned instead, and if any
+node of the backward cannot be lowered the whole call pattern runs eagerly.
 
 `dynamic=True` is accepted and ignored in this version: every new shape recompiles.
 """
@@ -18,38 +20,45 @@ import hashlib
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..device import CPU
-from ..tensor import Tensor
 from . import cache
 from .capture import capture
 from .config import bump, config, env_flag
 from .errors import BuildError, CompileCheckError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
 from .guards import call_tensors, guard_key, tensor_meta
+from .joint import Derivation, derive, split
 from .render import render, sanitize
+from .runner import Module
 from .schedule import schedule
-
-TRAINING = "training graphs are not compiled yet"
+from .training import Program, make_function
 
 
 @dataclass
 class Entry:
-    """A compiled graph (or, with `eager` set, the reason this guard key runs eagerly)."""
+    """A compiled graph (or, with `eager` set, the reason this guard key runs eagerly).
+
+    Inference entries run `module`; training entries run `function` (an autograd.Function
+    wrapping `program`'s forward and backward modules)."""
 
     eager: str = ""
-    library: Any = None
-    plan: Any = None
-    graph: Any = None
-    source: str = ""
-    externals: list = None  # (weakref, meta at capture)
+    module: Module | None = None
+    program: Program | None = None
+    function: type | None = None
+    source: str = ""  # the forward's C source (the backward's follows, for training)
+    inputs: list = field(default_factory=list)  # value ids of the call's tensors
+    externals: list = field(default_factory=list)  # (value id, weakref, meta at capture)
     single: bool = True
+
+    @property
+    def compiled(self) -> bool:
+        return self.module is not None or self.program is not None
 
 
 class CompiledFunction:
@@ -68,9 +77,6 @@ class CompiledFunction:
             bump("fallbacks", self.disabled)
             return self.fn(*args, **kwargs)
         tensors = call_tensors(args, kwargs)
-        if is_grad_enabled() and any(t._requires_grad for t in tensors):
-            bump("fallbacks", TRAINING)
-            return self.fn(*args, **kwargs)
         if any(t.device is not CPU and t.device != CPU for t in tensors):
             bump("fallbacks", "only CPU tensors are compiled yet")
             return self.fn(*args, **kwargs)
@@ -80,7 +86,7 @@ class CompiledFunction:
             bump("fallbacks", str(e))
             return self.fn(*args, **kwargs)
         entry = self.entries.get(key)
-        if entry is not None and entry.library is not None and not _externals_ok(entry):
+        if entry is not None and entry.compiled and not _externals_ok(entry):
             entry = None
         if entry is not None:
             if entry.eager:
@@ -96,18 +102,20 @@ class CompiledFunction:
         return self._compile(key, tensors, args, kwargs)
 
     def _compile(self, key: tuple, tensors: list, args: tuple, kwargs: dict):
-        trace = capture(self.fn, args, kwargs)
-        externals = [ref() for _, ref in trace.externals]
-        if not trace.breaks and is_grad_enabled() and any(t is not None and t._requires_grad for t in externals):
-            self.entries[key] = Entry(eager=TRAINING)
-            bump("fallbacks", TRAINING)
-            return trace.result
+        """Capture (with the derived backward when autograd needs one), lower, build, run.
+        On a graph break or toolchain failure the capture run's eager results are returned
+        (with their eager autograd graph, so gradients stay exact)."""
+        name = getattr(self.fn, "__qualname__", "function")
+        derivation = Derivation()
+        then = functools.partial(derive, out=derivation) if is_grad_enabled() else None
+        trace = capture(self.fn, args, kwargs, then=then)
         try:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
-            graph = eliminate_dead_code(build_graph(trace))
-            plan = schedule(graph)
-            source = render(graph, plan, getattr(self.fn, "__qualname__", "function"))
+            parts = split(trace, derivation) if derivation.placeholders else None
+            lowered = [_lower(trace if parts is None else parts.forward, name)]
+            if parts is not None:
+                lowered.append(_lower(parts.backward, f"{name} (backward)"))
         except GraphBreak as e:
             bump("graph_breaks", str(e))
             if self.fullgraph:
@@ -115,41 +123,54 @@ class CompiledFunction:
             self.entries[key] = Entry(eager=f"graph break: {e}")
             bump("fallbacks", f"graph break: {e}")
             return trace.result
-        _dump(source)
         try:
-            library, from_disk = cache.build_or_load(source)
+            modules = [self._build(*part) for part in lowered]
         except BuildError as e:
             self.disabled = f"C toolchain failed: {e}"
             warnings.warn(f"gradc.compile: {self.disabled}; running {self.__qualname__} eagerly",
                           stacklevel=3)
             bump("fallbacks", self.disabled)
             return trace.result
-        bump("disk_hits" if from_disk else "compiles", self.__qualname__)
-        alive = [(ref, tensor_meta(ref())) for _, ref in trace.externals if ref() is not None]
-        entry = Entry(library=library, plan=plan, graph=graph, source=source, externals=alive,
+        entry = Entry(source="\n".join(m.source for m in modules), inputs=list(trace.inputs),
+                      externals=[(vid, ref, tensor_meta(ref())) for vid, ref in trace.externals],
                       single=trace.single)
+        if parts is None:
+            entry.module = modules[0]
+        else:
+            d = parts.derivation
+            entry.program = Program(modules[0], modules[1], entry.inputs + [v for v, _, _ in entry.externals],
+                                    len(trace.outputs), d.differentiable, d.placeholders, parts.saved,
+                                    d.targets, d.grads)
+            entry.function = make_function(entry.program, sanitize(name))
         self.entries[key] = entry
         return self._run(entry, tensors, args, kwargs)
 
+    def _build(self, graph, plan, source: str) -> Module:
+        _dump(source)
+        library, from_disk = cache.build_or_load(source)
+        bump("disk_hits" if from_disk else "compiles", self.__qualname__)
+        return Module(graph, plan, source, library)
+
     def _run(self, entry: Entry, tensors: list, args: tuple, kwargs: dict):
-        plan = entry.plan
-        addresses, outs, keep = [], {}, []  # keep: temporaries live until the kernels ran
-        by_role = {"arg": iter(tensors), "external": iter(ref() for ref, _ in entry.externals)}
-        for node, buf in sorted(plan.buffers.items(), key=lambda kv: kv[1].slot):
-            if buf.role in by_role:
-                t = next(by_role[buf.role])
-                addresses.append(t._array().ctypes.data)
-            else:
-                arr = np.empty(buf.shape, dtype=buf.dtype.np)
-                keep.append(arr)
-                addresses.append(arr.ctypes.data)
-                if buf.role == "output":
-                    outs[node] = Tensor._from_array(np, arr, buf.dtype, CPU)
-        entry.library.run(addresses)
-        result = tuple(outs[n] for n in entry.graph.graph["outputs"])
+        externals = [ref() for _, ref, _ in entry.externals]
+        if entry.program is not None:
+            result = entry.function.apply(*tensors, *externals)
+            graph = entry.program.forward.graph
+        else:
+            values = dict(zip(entry.inputs, tensors))
+            values.update(zip((v for v, _, _ in entry.externals), externals))
+            result = entry.module.execute(values)
+            graph = entry.module.graph
         if self.mode == "check":
-            _check(entry.graph, result, self.fn(*args, **kwargs))
+            _check(graph, result, self.fn(*args, **kwargs))
         return result[0] if entry.single else result
+
+
+def _lower(trace, name: str) -> tuple:
+    """(graph, plan, C source) of a trace; raises GraphBreak where it cannot be lowered."""
+    graph = eliminate_dead_code(build_graph(trace))
+    plan = schedule(graph)
+    return graph, plan, render(graph, plan, name)
 
 
 def _as_tuple(x) -> tuple:
@@ -157,7 +178,7 @@ def _as_tuple(x) -> tuple:
 
 
 def _externals_ok(entry: Entry) -> bool:
-    for ref, meta in entry.externals:
+    for _, ref, meta in entry.externals:
         t = ref()
         if t is None or tensor_meta(t) != meta:
             return False

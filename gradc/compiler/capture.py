@@ -5,14 +5,17 @@ The function runs eagerly (its results are the true eager results) while
 tensors passed by the caller are graph inputs ("arg"); tensors read inside that are
 neither inputs nor produced inside (module parameters, buffers, globals) become
 "external" inputs, passed by pointer at every call and never baked in as constants.
-Views of inputs are recorded with their real geometry, so they need no copy. Python
-scalars become constants.
+A tensor that aliases a known value exactly (same storage and geometry, as `detach()` and
+saved outputs unpacked by autograd do) is that value. Views are recorded with their real
+geometry relative to their root (an input, or a computed value, which eager always
+stores C-contiguous from offset 0), so they need no copy. Python scalars become constants.
 
 Anything the compiler cannot reproduce does not stop the run: it is noted as a break
 reason (`Trace.breaks`), the function finishes eagerly, and the caller decides (fall back
 to eager, or raise with fullgraph=True). Data reads of tensors (`bool(t)`, `.item()`,
-`.tolist()`, `.numpy()`) and in-place writes are detected by wrapping those Tensor
-methods for the duration of the capture.
+`.tolist()`, `.numpy()`), in-place writes and hooks registered inside the function are
+detected by wrapping those Tensor methods for the duration of the capture. `then`, if
+given, runs while the tracer is still on (training capture traces the backward there).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ _active = threading.local()
 
 REDUCTIONS = ("sum", "amax", "amin", "prod")
 VIEWS = ("view", "permute", "expand", "basic_index")
+_HOOKS = ("register_hook", "retain_grad")
 _DATA_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__array__")
 
 
@@ -83,12 +87,14 @@ class _Tracer:
         self.ids: dict[int, int] = {}  # id(tensor) -> value id
         self.keep: list = []  # strong refs: ids must stay unique during the capture
         self.produced: set[int] = set()  # value ids computed by ops (not inputs or views)
+        self.aliases: dict[tuple, int] = {}  # (storage id, offset, shape, strides) -> value id
 
     def value(self, t: Tensor, kind: str) -> int:
         vid = len(self.trace.values)
         self.ids[id(t)] = vid
         self.keep.append(t)
         self.trace.values[vid] = (tuple(t._shape), t.dtype, tuple(t.stride()))
+        self.aliases.setdefault(_geometry(t), vid)
         if kind == "arg":
             self.trace.inputs.append(vid)
         elif kind == "external":
@@ -97,6 +103,8 @@ class _Tracer:
 
     def lookup(self, t: Tensor) -> int:
         vid = self.ids.get(id(t))
+        if vid is None:
+            vid = self.aliases.get(_geometry(t))
         return self.value(t, "external") if vid is None else vid
 
     def brk(self, reason: str) -> None:
@@ -139,13 +147,15 @@ class _Tracer:
         if op.name not in VIEWS:
             return self.brk(f"view op {op.name!r} is not compiled yet")
         sid = self.lookup(src)
-        if sid in self.produced:
-            return self.brk(f"{op.name} of an intermediate value is not compiled yet")
         root = self.trace.views[sid][0] if sid in self.trace.views else sid
         root_t = self.keep[root]  # values are numbered in the order their tensors were kept
         delta = out._offset - root_t._offset
         vid = self.value(out, "view")
         self.trace.views[vid] = (root, tuple(out._shape), tuple(out.stride()), delta, user_source())
+
+
+def _geometry(t: Tensor) -> tuple:
+    return (id(t._storage), t._offset, tuple(t._shape), tuple(t.stride()))
 
 
 def _wrap_read(name: str, original: Callable) -> Callable:
@@ -158,14 +168,14 @@ def _wrap_read(name: str, original: Callable) -> Callable:
     return read
 
 
-def _wrap_write(original: Callable) -> Callable:
-    def write(self, *args, **kwargs):
+def _wrap_break(reason: str, original: Callable) -> Callable:
+    def method(self, *args, **kwargs):
         tracer = getattr(_active, "tracer", None)
         if tracer is not None:
-            tracer.brk("an in-place write (not compiled yet)")
+            tracer.brk(reason)
         return original(self, *args, **kwargs)
 
-    return write
+    return method
 
 
 def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
@@ -183,31 +193,39 @@ def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
         trace.outputs.append(vid)
 
 
-def capture(fn: Callable, args: tuple, kwargs: dict) -> Trace:
-    """Run `fn(*args, **kwargs)` once under the tracer; exceptions of `fn` propagate."""
+def capture(fn: Callable, args: tuple, kwargs: dict,
+            then: Callable[[Trace, _Tracer], None] | None = None) -> Trace:
+    """Run `fn(*args, **kwargs)` once under the tracer, then `then(trace, tracer)` if the
+    graph is not broken by then; exceptions of `fn` propagate."""
     trace = Trace()
     tracer = _Tracer(trace)
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, Tensor) and id(a) not in tracer.ids:
             tracer.value(a, "arg")
     with _LOCK:
-        saved = {name: getattr(Tensor, name) for name in _DATA_READS if hasattr(Tensor, name)}
-        saved_write = Tensor._bump_version
+        saved = {name: getattr(Tensor, name) for name in (*_DATA_READS, *_HOOKS, "_bump_version")
+                 if hasattr(Tensor, name)}
         previous = dispatch.tracer
         try:
             for name, method in saved.items():
-                setattr(Tensor, name, _wrap_read(name, method))
-            Tensor._bump_version = _wrap_write(saved_write)
+                if name == "_bump_version":
+                    wrapped = _wrap_break("an in-place write (not compiled yet)", method)
+                elif name in _HOOKS:
+                    wrapped = _wrap_break(f"Tensor.{name}() inside the function (not compiled yet)", method)
+                else:
+                    wrapped = _wrap_read(name, method)
+                setattr(Tensor, name, wrapped)
             _active.tracer = tracer
             dispatch.tracer = tracer
             trace.result = fn(*args, **kwargs)
+            _collect_outputs(trace, tracer, trace.result)
+            if then is not None and not trace.breaks:
+                then(trace, tracer)
         finally:
             dispatch.tracer = previous
             _active.tracer = None
             for name, method in saved.items():
                 setattr(Tensor, name, method)
-            Tensor._bump_version = saved_write
-    _collect_outputs(trace, tracer, trace.result)
     _finish_externals(trace, tracer)
     return trace
 

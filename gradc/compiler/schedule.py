@@ -2,13 +2,15 @@
 
 Rules of this first slice:
 - Every reduction is its own kernel; the pointwise nodes it reads are fused into it as a
-  prologue (recomputed there, never stored).
-- Graph outputs computed by pointwise ops are grouped by shape: one loop nest per shape
-  computes all of them, inlining every pointwise node they depend on.
-- Inputs and views of inputs are read in place through their real strides; reduction
-  results that are not outputs get temporary buffers.
-Pointwise values are recomputed by each kernel that needs them rather than stored: always
-correct, and cheap for the memory-bound chains this slice targets.
+  prologue (recomputed there), except values an earlier kernel already stored (a
+  training forward stores what its backward reads), which it loads.
+- Materialized pointwise values (outputs, roots of views) are grouped by shape: one loop
+  nest per shape computes them, inlining every pointwise node they depend on, unless a
+  value reads a buffer written later (then it starts a new group).
+- Inputs and views are read in place through their real strides; reduction results
+  and roots of views of computed values that are not outputs get temporary buffers.
+Otherwise pointwise values are recomputed by each kernel that needs them rather than
+stored: always correct, and cheap for the memory-bound chains this slice targets.
 """
 from __future__ import annotations
 
@@ -51,12 +53,13 @@ def _is_pointwise(g: nx.DiGraph, n: int) -> bool:
     return d["kind"] == "op" and OPS[d["op"]].kind == "pointwise"
 
 
-def _inline(g: nx.DiGraph, roots: list, order: dict) -> tuple[list, list]:
-    """The pointwise nodes `roots` need (in order) and the materialized nodes they read."""
+def _inline(g: nx.DiGraph, roots: list, order: dict, stored: frozenset = frozenset()) -> tuple[list, list]:
+    """The pointwise nodes `roots` need (in order) and the materialized nodes they read;
+    values in `stored` (written by earlier kernels) are loaded rather than recomputed."""
     nodes, loads, stack = set(), set(), list(roots)
     while stack:
         n = stack.pop()
-        if _is_pointwise(g, n):
+        if _is_pointwise(g, n) and n not in stored:
             if n not in nodes:
                 nodes.add(n)
                 stack.extend(g.predecessors(n))
@@ -74,7 +77,32 @@ def _kernel_name(index: int, kind: str, g: nx.DiGraph, nodes: list) -> str:
     return f"k{index}_{kind}_" + "_".join(ops[:4]) + ("_etc" if len(ops) > 4 else "")
 
 
+def _materialized(g: nx.DiGraph, outputs: list) -> set:
+    """Op nodes that get a buffer: outputs, reductions, and roots of views of computed
+    values (a view reads its root's memory, so the root must exist in memory)."""
+    keep = set(outputs)
+    for n, d in g.nodes(data=True):
+        if d["kind"] == "op" and OPS[d["op"]].kind == "reduction":
+            keep.add(n)
+        elif d["kind"] == "view" and g.nodes[d["root"]]["kind"] == "op":
+            keep.add(d["root"])
+    return keep
+
+
+def _producers(g: nx.DiGraph, loads: list) -> list:
+    """The computed nodes whose buffers `loads` read (a view reads its root)."""
+    out = []
+    for n in loads:
+        d = g.nodes[n]
+        src = d["root"] if d["kind"] == "view" else n
+        if g.nodes[src]["kind"] == "op":
+            out.append(src)
+    return out
+
+
 def schedule(g: nx.DiGraph) -> Plan:
+    """Kernels in an order where every buffer is written before it is read. A pointwise
+    root joins the first same-shape pointwise kernel that runs after everything it reads."""
     order = {n: i for i, n in enumerate(nx.topological_sort(g))}
     buffers: dict[int, Buffer] = {}
 
@@ -87,26 +115,36 @@ def schedule(g: nx.DiGraph) -> Plan:
     for n in g.graph["externals"]:
         add(n, "external")
     outputs = list(dict.fromkeys(g.graph["outputs"]))
-    reductions = [n for n in sorted(g.nodes, key=order.get)
-                  if g.nodes[n]["kind"] == "op" and OPS[g.nodes[n]["op"]].kind == "reduction"]
-    for n in reductions:
+    computed = sorted(_materialized(g, outputs), key=order.get)
+    for n in computed:
         if n not in outputs:
             add(n, "temp")
     for n in outputs:
         add(n, "output")
-    kernels = []
-    for r in reductions:
-        operand = g.nodes[r]["args"][0][1]
-        nodes, loads = _inline(g, [operand], order)
-        kernels.append(Kernel("", "reduction", [r], tuple(g.nodes[operand]["shape"]),
-                              tuple(g.nodes[r]["attrs"]["dim"]), nodes + [r], loads))
-    groups: dict[tuple, list] = {}
-    for n in outputs:
-        if _is_pointwise(g, n):
-            groups.setdefault(tuple(g.nodes[n]["shape"]), []).append(n)
-    for shape, roots in groups.items():
-        nodes, loads = _inline(g, roots, order)
-        kernels.append(Kernel("", "pointwise", roots, shape, (), nodes, loads))
+    kernels: list[Kernel] = []
+    written: dict[int, int] = {}  # node -> index of the kernel that stores it
+    for n in computed:
+        d = g.nodes[n]
+        if OPS[d["op"]].kind == "reduction":
+            operand = d["args"][0][1]
+            nodes, loads = _inline(g, [operand], order, frozenset(written))
+            kernels.append(Kernel("", "reduction", [n], tuple(g.nodes[operand]["shape"]),
+                                  tuple(d["attrs"]["dim"]), nodes + [n], loads))
+            written[n] = len(kernels) - 1
+            continue
+        _, loads = _inline(g, [n], order)
+        after = max((written[p] for p in _producers(g, loads)), default=-1)
+        shape = tuple(d["shape"])
+        home = next((i for i, k in enumerate(kernels) if i > after and k.kind == "pointwise"
+                     and k.space == shape), None)
+        if home is None:
+            kernels.append(Kernel("", "pointwise", [], shape))
+            home = len(kernels) - 1
+        kernels[home].roots.append(n)
+        written[n] = home
+    for k in kernels:
+        if k.kind == "pointwise":
+            k.nodes, k.loads = _inline(g, k.roots, order)
     for i, k in enumerate(kernels):
         k.name = _kernel_name(i, k.kind, g, k.nodes)
     return Plan(buffers, kernels, outputs)
