@@ -3,6 +3,8 @@
 Pipeline: capture (trace the ops of one eager run) -> graph (networkx, dead-code
 elimination) -> schedule (fusion into kernels) -> render (C through Jinja2 templates)
 -> cache/build (cc + cffi). `api.compile` ties it together with guards and fallbacks.
+Ops of the table without a C lowering (matmul, softmax, gather, ...) become extern steps:
+their eager kernel runs on the buffers between C segments (see `extern`).
 """
 from __future__ import annotations
 

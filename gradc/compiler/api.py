@@ -34,7 +34,7 @@ from .errors import BuildError, CompileCheckError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
 from .guards import call_tensors, guard_key, tensor_meta
 from .joint import Derivation, derive, split
-from .render import render, sanitize
+from .render import entry_points, render, sanitize
 from .runner import Module
 from .schedule import schedule
 from .training import Program, make_function
@@ -147,7 +147,7 @@ class CompiledFunction:
 
     def _build(self, graph, plan, source: str) -> Module:
         _dump(source)
-        library, from_disk = cache.build_or_load(source)
+        library, from_disk = cache.build_or_load(source, entry_points(plan))
         bump("disk_hits" if from_disk else "compiles", self.__qualname__)
         return Module(graph, plan, source, library)
 

@@ -58,18 +58,23 @@ def compile_source(source: str, target: Path) -> None:
 
 
 class Library:
-    """A loaded kernel library; `run(pointers)` calls its `gradc_entry` once."""
+    """A loaded kernel library with entry points `entries` (each `void f(void **buf)`):
+    `pointers(n)` makes the buffer table the caller fills, `run(i, table)` calls entry i."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, entries: list[str]):
         self.ffi = cffi.FFI()
-        self.ffi.cdef("void gradc_entry(void **buf);")
+        self.ffi.cdef("".join(f"void {name}(void **buf);\n" for name in entries))
         try:
             self.lib = self.ffi.dlopen(str(path))
-        except OSError as e:
+            self._entries = [getattr(self.lib, name) for name in entries]
+        except (OSError, AttributeError) as e:
             raise BuildError(f"cannot load {path}: {e}") from e
-        self._entry = self.lib.gradc_entry
-        self._new = self.ffi.new
-        self._cast = self.ffi.cast
 
-    def run(self, addresses: list[int]) -> None:
-        self._entry(self._new("void *[]", [self._cast("void *", a) for a in addresses]))
+    def pointers(self, n: int):
+        return self.ffi.new("void *[]", n)
+
+    def address(self, value: int):
+        return self.ffi.cast("void *", value)
+
+    def run(self, index: int, table) -> None:
+        self._entries[index](table)

@@ -83,15 +83,16 @@ def store(root: Path, key: str, built: Path) -> Path:
     return root / name
 
 
-def build_or_load(source: str) -> tuple[build.Library, bool]:
-    """(library, came from disk). Compiles on a miss; raises BuildError on toolchain failure."""
+def build_or_load(source: str, entries: list[str]) -> tuple[build.Library, bool]:
+    """(library, came from disk) exposing the C functions `entries` of `source`. Compiles
+    on a miss; raises BuildError on toolchain failure."""
     key = cache_key(source)
     root = cache_dir()
     if root is not None:
         hit = lookup(root, key)
         if hit is not None:
             try:
-                return build.Library(hit), True
+                return build.Library(hit, entries), True
             except BuildError:
                 pass  # unloadable artifact: rebuild it
     with tempfile.TemporaryDirectory(prefix="gradc-so-") as tmp:
@@ -101,9 +102,9 @@ def build_or_load(source: str) -> tuple[build.Library, bool]:
             private = Path(tempfile.mkdtemp(prefix="gradc-private-"))
             target = private / "kernel.so"
             os.replace(built, target)
-            return build.Library(target), False
+            return build.Library(target, entries), False
         try:
             target = store(root, key, built)
         except OSError as e:
             raise BuildError(f"cannot write the kernel cache in {root}: {e}") from e
-        return build.Library(target), False
+        return build.Library(target, entries), False

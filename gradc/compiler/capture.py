@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..dtypes import dtype as DType
 from ..ops import dispatch
 from ..ops.shapes import norm_dims
 from ..tensor import Tensor
@@ -36,6 +37,12 @@ _LOCK = threading.RLock()  # one capture at a time: the Tensor method wrappers a
 _active = threading.local()
 
 REDUCTIONS = ("sum", "amax", "amin", "prod")
+# Ops run as extern steps (their eager kernel on the buffers): kernels that are pure
+# functions of their arrays and attrs, whose output shape the input shapes fix.
+EXTERNS = frozenset({"matmul", "einsum", "softmax", "log_softmax", "argmax", "argmin", "cumsum", "gather",
+                     "scatter_add", "strided_scatter", "cat", "tril", "triu", "flip", "constant_pad",
+                     "unfold", "fold"})
+_STATIC = (type(None), bool, int, float, str, slice, type(Ellipsis))
 VIEWS = ("view", "permute", "expand", "basic_index")
 _HOOKS = ("register_hook", "retain_grad")
 _DATA_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__array__")
@@ -121,11 +128,14 @@ class _Tracer:
             return self.brk(f"op {op.name!r} runs on {out.device} (only CPU is compiled yet)")
         if op.kind == "view":
             return self.view(op, args[0], out)
-        if op.kind == "reduction" and op.name not in REDUCTIONS:
+        extern = op.name in EXTERNS
+        if extern and not all(_static(v) for v in attrs.values()):
+            return self.brk(f"op {op.name!r} got an attribute that is not a static value")
+        if not extern and op.kind == "reduction" and op.name not in REDUCTIONS:
             return self.brk(f"reduction {op.name!r} has no lowering yet")
         if op.kind == "pointwise" and op.lowering is None:
             return self.brk(f"op {op.name!r} has no C lowering")
-        if op.kind not in ("pointwise", "reduction"):
+        if not extern and op.kind not in ("pointwise", "reduction"):
             return self.brk(f"op {op.name!r} ({op.kind}) is not compiled yet")
         arg_refs = []
         for a in args:
@@ -136,7 +146,7 @@ class _Tracer:
             else:
                 return self.brk(f"op {op.name!r} got an argument of type {type(a).__name__}")
         attrs = dict(attrs)
-        if op.kind == "reduction":
+        if not extern and op.kind == "reduction":
             attrs["dim"] = tuple(norm_dims(attrs.get("dim"), len(args[0]._shape), op.name))
         _, compute = op.meta(*args, **attrs)
         vid = self.value(out, "op")
@@ -152,6 +162,13 @@ class _Tracer:
         delta = out._offset - root_t._offset
         vid = self.value(out, "view")
         self.trace.views[vid] = (root, tuple(out._shape), tuple(out.stride()), delta, user_source())
+
+
+def _static(value) -> bool:
+    """Whether an attr can be baked into the program (no tensors or arrays in it)."""
+    if isinstance(value, (tuple, list)):
+        return all(_static(v) for v in value)
+    return isinstance(value, (*_STATIC, DType))
 
 
 def _geometry(t: Tensor) -> tuple:

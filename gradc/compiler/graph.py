@@ -1,7 +1,8 @@
 """The captured trace as a `networkx.DiGraph`, and dead-code elimination.
 
 Node ids are the trace's value ids. Node attributes:
-- every node: `kind` ("input", "view" or "op"), `op` (op name; "input"/"view" for those),
+- every node: `kind` ("input", "view", "op" or "extern": an op without a C lowering whose
+  eager kernel runs between C segments), `op` (op name; "input"/"view" for those),
   `shape` (tuple), `dtype` (gradc dtype), `source` ((file, line, code) or None);
 - inputs: `role` ("arg" or "external"), `strides` (elements, as captured and guarded);
 - views (of an input, never copied): `root` (the input node), `strides`, `offset` (element
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .capture import Trace
+from .capture import EXTERNS, Trace
 
 
 def build_graph(trace: Trace) -> nx.DiGraph:
@@ -33,7 +34,8 @@ def build_graph(trace: Trace) -> nx.DiGraph:
         g.add_edge(root, vid, pos=(0,))
     for rec in trace.records:
         shape, dtype, _ = trace.values[rec.out]
-        g.add_node(rec.out, kind="op", op=rec.op, attrs=rec.attrs, args=rec.args, compute=rec.compute,
+        kind = "extern" if rec.op in EXTERNS else "op"
+        g.add_node(rec.out, kind=kind, op=rec.op, attrs=rec.attrs, args=rec.args, compute=rec.compute,
                    shape=shape, dtype=dtype, source=rec.source)
         for pos, (tag, ref) in enumerate(rec.args):
             if tag == "value":

@@ -217,13 +217,32 @@ class _KernelWriter:
             f"if ({value} != {value} || {value} {better} acc) acc = {value};  /* NaN propagates */"
 
 
+def entry_points(plan: Plan) -> list[str]:
+    """The C entry functions of a plan, one per segment of C kernels, in run order."""
+    return [f"gradc_segment_{i}" for i, step in enumerate(s for s in plan.steps() if isinstance(s, list))]
+
+
+def _extern_note(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
+    n = k.roots[0]
+    d = g.nodes[n]
+    reads = ", ".join(f"node {m}" for m in k.loads)
+    return sanitize(f"node {n}: {d['op']}({reads}) -> buf[{plan.buffers[n].slot}]", 200) + _where(d)
+
+
 def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
     """The C source of a whole plan; raises GraphBreak if a node cannot be lowered."""
-    kernels, calls = [], []
-    for k in plan.kernels:
-        out = _KernelWriter(g, plan, k).write()
-        kernels.append(out["source"].rstrip("\n"))
-        calls.append(out["call"])
+    kernels, steps = [], []
+    names = iter(entry_points(plan))
+    for step in plan.steps():
+        if isinstance(step, Kernel):
+            steps.append({"extern": _extern_note(g, plan, step)})
+            continue
+        calls = []
+        for k in step:
+            out = _KernelWriter(g, plan, k).write()
+            kernels.append(out["source"].rstrip("\n"))
+            calls.append(out["call"])
+        steps.append({"extern": "", "name": next(names), "calls": calls})
     return _environment().get_template("module.c.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(),
-        kernels=kernels, calls=calls)
+        kernels=kernels, steps=steps, n_externs=sum(bool(s["extern"]) for s in steps))

@@ -11,6 +11,10 @@ Rules of this first slice:
   and roots of views of computed values that are not outputs get temporary buffers.
 Otherwise pointwise values are recomputed by each kernel that needs them rather than
 stored: always correct, and cheap for the memory-bound chains this slice targets.
+
+Extern nodes (ops without a C lowering, e.g. matmul) are steps of their own, in the same
+ordered list as the kernels: their operands and results are materialized, and the C
+kernels between two extern steps form one *segment* (one C entry point, see `steps`).
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ class Buffer:
 @dataclass
 class Kernel:
     name: str
-    kind: str  # "pointwise" or "reduction"
+    kind: str  # "pointwise", "reduction" or "extern" (the op's eager kernel, not C)
     roots: list  # nodes this kernel stores
     space: tuple  # the iteration shape
     reduce_dims: tuple = ()
@@ -44,8 +48,21 @@ class Kernel:
 @dataclass
 class Plan:
     buffers: dict  # node -> Buffer (views are not in it: they read their root's buffer)
-    kernels: list
+    kernels: list  # C kernels and extern steps, in execution order
     outputs: list
+
+    def steps(self) -> list:
+        """The execution order: lists of consecutive C kernels (one segment each, in
+        segment order) and, between them, extern step kernels."""
+        out: list = []
+        for k in self.kernels:
+            if k.kind == "extern":
+                out.append(k)
+            elif out and isinstance(out[-1], list):
+                out[-1].append(k)
+            else:
+                out.append([k])
+        return out
 
 
 def _is_pointwise(g: nx.DiGraph, n: int) -> bool:
@@ -78,13 +95,16 @@ def _kernel_name(index: int, kind: str, g: nx.DiGraph, nodes: list) -> str:
 
 
 def _materialized(g: nx.DiGraph, outputs: list) -> set:
-    """Op nodes that get a buffer: outputs, reductions, and roots of views of computed
-    values (a view reads its root's memory, so the root must exist in memory)."""
+    """Op nodes that get a buffer: outputs, reductions, extern results and the computed
+    values extern steps read, and roots of views of computed values (a view reads its
+    root's memory, so the root must exist in memory)."""
     keep = set(outputs)
     for n, d in g.nodes(data=True):
-        if d["kind"] == "op" and OPS[d["op"]].kind == "reduction":
+        if d["kind"] == "extern" or (d["kind"] == "op" and OPS[d["op"]].kind == "reduction"):
             keep.add(n)
-        elif d["kind"] == "view" and g.nodes[d["root"]]["kind"] == "op":
+        if d["kind"] == "extern":
+            keep.update(p for p in g.predecessors(n) if g.nodes[p]["kind"] == "op")
+        elif d["kind"] == "view" and g.nodes[d["root"]]["kind"] in ("op", "extern"):
             keep.add(d["root"])
     return keep
 
@@ -95,7 +115,7 @@ def _producers(g: nx.DiGraph, loads: list) -> list:
     for n in loads:
         d = g.nodes[n]
         src = d["root"] if d["kind"] == "view" else n
-        if g.nodes[src]["kind"] == "op":
+        if g.nodes[src]["kind"] in ("op", "extern"):
             out.append(src)
     return out
 
@@ -125,6 +145,12 @@ def schedule(g: nx.DiGraph) -> Plan:
     written: dict[int, int] = {}  # node -> index of the kernel that stores it
     for n in computed:
         d = g.nodes[n]
+        if d["kind"] == "extern":
+            operands = list(g.predecessors(n))
+            kernels.append(Kernel("", "extern", [n], tuple(d["shape"]), nodes=[n],
+                                  loads=sorted(operands, key=order.get)))
+            written[n] = len(kernels) - 1
+            continue
         if OPS[d["op"]].kind == "reduction":
             operand = d["args"][0][1]
             nodes, loads = _inline(g, [operand], order, frozenset(written))

@@ -1,0 +1,56 @@
+"""Extern steps: an op without a C lowering runs its eager kernel between C segments.
+
+The contract mirrors `ops.dispatch.apply` exactly, so an extern step computes what eager
+computes: the kernel gets numpy arrays with the operands' real geometry (inputs as the
+caller's arrays, views as strided views of their root's buffer, computed values as their
+contiguous buffers), cast to the op's compute dtype, plus the captured scalars and attrs.
+Its result becomes the step's buffer when it is a fresh C-contiguous array of the planned
+dtype (matmul's is), and is copied into one otherwise, so C kernels after it can read it
+with contiguous strides and it never aliases an operand.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..ops import OPS
+from .schedule import Kernel
+
+
+def operand_array(g: nx.DiGraph, n: int, arrays: dict[int, np.ndarray]) -> np.ndarray:
+    """The array of node `n` (an input, a view or a computed value) given the arrays of
+    the buffers by node."""
+    d = g.nodes[n]
+    if d["kind"] != "view":
+        return arrays[n]
+    root = arrays[d["root"]]
+    item = root.itemsize
+    start = as_strided(root, shape=(d["offset"] + 1,), strides=(item,), writeable=False)[d["offset"]:]
+    return as_strided(start, shape=d["shape"], strides=[s * item for s in d["strides"]], writeable=False)
+
+
+def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray]) -> np.ndarray:
+    """Run extern step `k`; returns the C-contiguous array holding its result."""
+    n = k.roots[0]
+    d = g.nodes[n]
+    want = d["compute"].np if d["compute"] is not None else None
+    args = []
+    for tag, ref in d["args"]:
+        if tag == "const":
+            args.append(ref)
+            continue
+        a = operand_array(g, ref, arrays)
+        if want is not None and a.dtype != want:
+            a = a.astype(want)
+        args.append(a)
+    result = np.asarray(OPS[d["op"]].kernel(np, *args, **d["attrs"]))
+    dtype = d["dtype"].np
+    if result.shape != tuple(d["shape"]):
+        raise RuntimeError(f"gradc.compile: extern step {d['op']} (node {n}) returned shape "
+                           f"{result.shape}, planned {tuple(d['shape'])}")
+    if result.dtype == dtype and result.flags.c_contiguous and result.base is None:
+        return result
+    out = np.empty(result.shape, dtype=dtype)
+    out[...] = result
+    return out
