@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+import time
+from collections.abc import Callable
 
 import gradc.nn.functional as F
 
+# loss_fn(inputs, labels) -> scalar loss tensor of the model being trained
+LossFn = Callable
 
-def example_args(description: str, epochs: int) -> argparse.Namespace:
+
+def example_args(description: str, epochs: int, compile_option: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--max-batches", type=int, default=None,
                         help="stop each epoch after this many batches (for smoke tests)")
+    if compile_option:
+        parser.add_argument("--compile", action="store_true",
+                            help="compile the training step (forward + loss) with gradc.compile")
     return parser.parse_args()
 
 
@@ -23,16 +32,38 @@ def progress(iterable, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
-def train_classifier(model, loader, optimizer, epochs: int, max_batches: int | None = None) -> None:
-    """Minimise cross-entropy; the bar shows the running loss."""
+def classifier_loss(model) -> LossFn:
+    """The cross-entropy of `model`'s logits: the function the training step minimises."""
+    return lambda inputs, labels: F.cross_entropy(model(inputs), labels)
+
+
+def train_step(loss_fn: LossFn, optimizer, inputs, labels):
+    """One optimisation step; returns the loss (the optimizer always runs eagerly)."""
+    loss = loss_fn(inputs, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def time_steps(loss_fn: LossFn, optimizer, loader, steps: int) -> float:
+    """Mean seconds per training step over `steps` real steps (cycling over `loader`)."""
+    batches = itertools.islice(itertools.cycle(loader), steps)
+    start = time.perf_counter()
+    for inputs, labels in batches:
+        train_step(loss_fn, optimizer, inputs, labels)
+    return (time.perf_counter() - start) / steps
+
+
+def train_classifier(model, loader, optimizer, epochs: int, max_batches: int | None = None,
+                     loss_fn: LossFn | None = None) -> None:
+    """Minimise cross-entropy (or `loss_fn`); the bar shows the running loss."""
+    loss_fn = loss_fn or classifier_loss(model)
     for epoch in range(epochs):
         bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False)
         for step, (inputs, labels) in enumerate(bar):
             if max_batches is not None and step >= max_batches:
                 break
-            loss = F.cross_entropy(model(inputs), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            loss = train_step(loss_fn, optimizer, inputs, labels)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss.item():.4f}")

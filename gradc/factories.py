@@ -37,6 +37,16 @@ def _finish(arr, dt, dev, requires_grad: bool) -> Tensor:
     return t
 
 
+def _constant(t: Tensor, value) -> Tensor:
+    """Tell an active compiler capture that `t` is `value` everywhere, so that a compiled
+    function recreates it rather than breaking its graph (see gradc.compiler.constants)."""
+    from .ops import dispatch
+
+    if dispatch.tracer is not None:
+        dispatch.tracer.constant(t, value)
+    return t
+
+
 def _infer_dtype(data) -> dtypes.dtype:
     """PyTorch's rule: promote the types of all elements, where a Python bool/int/float counts
     as bool/int64/the default float and numpy scalars and arrays keep their own dtype."""
@@ -118,14 +128,14 @@ def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     dt = _float_dtype(dtype)
     dev = as_device(device)
     arr = array_module(dev).zeros(_sizes(size), dtype=dt.np)
-    return _finish(arr, dt, dev, requires_grad)
+    return _constant(_finish(arr, dt, dev, requires_grad), 0)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
     dev = as_device(device)
     arr = array_module(dev).ones(_sizes(size), dtype=dt.np)
-    return _finish(arr, dt, dev, requires_grad)
+    return _constant(_finish(arr, dt, dev, requires_grad), 1)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -136,7 +146,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = Fal
     dt = to_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(fill_value)
     dev = as_device(device)
     arr = array_module(dev).full(_sizes((size,)), fill_value, dtype=dt.np)
-    return _finish(arr, dt, dev, requires_grad)
+    return _constant(_finish(arr, dt, dev, requires_grad), fill_value)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -40,3 +40,10 @@ def test_char_transformer_loss_falls():
     assert losses[0] > 4.0  # about ln(vocabulary) at initialisation
     assert losses[-1] < losses[0]
     assert "sample: The " in out
+
+
+def test_digits_mlp_compiled_step_reports_both_timings():
+    pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn (examples extra)")
+    out = run_example("digits_mlp.py", "--compile", "--epochs", "1", "--max-batches", "3")
+    assert "eager step:" in out and "compiled step:" in out
+    assert 0.0 <= float(out.split("test accuracy:")[1].split()[0]) <= 1.0

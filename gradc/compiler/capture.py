@@ -9,6 +9,9 @@ A tensor that aliases a known value exactly (same storage and geometry, as `deta
 saved outputs unpacked by autograd do) is that value. Views are recorded with their real
 geometry relative to their root (an input, or a computed value, which eager always
 stores C-contiguous from offset 0), so they need no copy. Python scalars become constants.
+Constant factories (`zeros`, `ones`, `full`, ...) report their tensors through
+`constant`, which records them as "fill" nodes (see `constants`); a tensor made inside by
+any other factory (random ones included) is unknown and breaks the graph.
 
 Anything the compiler cannot reproduce does not stop the run: it is noted as a break
 reason (`Trace.breaks`), the function finishes eagerly, and the caller decides (fall back
@@ -31,6 +34,7 @@ from ..dtypes import dtype as DType
 from ..ops import dispatch
 from ..ops.shapes import norm_dims
 from ..tensor import Tensor
+from .constants import fill_value
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOCK = threading.RLock()  # one capture at a time: the Tensor method wrappers are global
@@ -39,9 +43,9 @@ _active = threading.local()
 REDUCTIONS = ("sum", "amax", "amin", "prod")
 # Ops run as extern steps (their eager kernel on the buffers): kernels that are pure
 # functions of their arrays and attrs, whose output shape the input shapes fix.
-EXTERNS = frozenset({"matmul", "einsum", "softmax", "log_softmax", "argmax", "argmin", "cumsum", "gather",
-                     "scatter_add", "strided_scatter", "cat", "tril", "triu", "flip", "constant_pad",
-                     "unfold", "fold"})
+EXTERNS = frozenset({"class_index", "matmul", "einsum", "softmax", "log_softmax", "argmax", "argmin",
+                     "cumsum", "gather", "scatter_add", "strided_scatter", "cat", "tril", "triu", "flip",
+                     "constant_pad", "unfold", "fold"})
 _STATIC = (type(None), bool, int, float, str, slice, type(Ellipsis))
 VIEWS = ("view", "permute", "expand", "basic_index")
 _HOOKS = ("register_hook", "retain_grad")
@@ -95,6 +99,7 @@ class _Tracer:
         self.keep: list = []  # strong refs: ids must stay unique during the capture
         self.produced: set[int] = set()  # value ids computed by ops (not inputs or views)
         self.aliases: dict[tuple, int] = {}  # (storage id, offset, shape, strides) -> value id
+        self.factories = True  # record constant factories (off while gradc itself makes tensors)
 
     def value(self, t: Tensor, kind: str) -> int:
         vid = len(self.trace.values)
@@ -152,6 +157,19 @@ class _Tracer:
         vid = self.value(out, "op")
         self.produced.add(vid)
         self.trace.records.append(Record(op.name, attrs, arg_refs, vid, compute, user_source()))
+
+    def constant(self, t: Tensor, value) -> None:
+        """A factory made `t` with every element `value`: record it as a "fill" node."""
+        if self.trace.breaks or not self.factories:
+            return
+        if t.device.type != "cpu" or t.requires_grad:
+            return self.brk("a tensor created inside the function is on another device or requires grad")
+        number = fill_value(value, t.dtype.is_floating_point)
+        if number is None:
+            return self.brk(f"fill value {value!r} of a {t.dtype.name} tensor is not compiled")
+        vid = self.value(t, "op")
+        self.produced.add(vid)
+        self.trace.records.append(Record("fill", {"value": number}, [], vid, None, user_source()))
 
     def view(self, op, src: Tensor, out: Tensor) -> None:
         if op.name not in VIEWS:
@@ -249,9 +267,9 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
 
 def _finish_externals(trace: Trace, tracer: _Tracer) -> None:
     """Keep externals by weak reference; one that died was made inside the function
-    (a factory call), which the graph cannot reproduce."""
+    (by a factory that is not a constant fill), which the graph cannot reproduce."""
     trace.externals = [(vid, weakref.ref(t)) for vid, t in trace.externals]
     tracer.keep.clear()
     tracer.ids.clear()
     if any(ref() is None for _, ref in trace.externals):
-        tracer.brk("a tensor created inside the function (factory call) is not captured yet")
+        tracer.brk("a tensor created inside the function (random or data factory) is not captured")

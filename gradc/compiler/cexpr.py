@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..ops import OPS
+from .constants import op_of
 from .errors import GraphBreak
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
@@ -22,7 +22,7 @@ _LIMITS = {"int64": ("INT64_MIN", "INT64_MAX"), "int32": ("INT32_MIN", "INT32_MA
            "float64": ("-INFINITY", "INFINITY")}
 # Ops whose C lowering matches numpy on integer and bool operands (C integer arithmetic,
 # compiled with -fwrapv, wraps as numpy does). Others break the graph on integers.
-INTEGER_OPS = frozenset({"add", "sub", "mul", "neg", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and",
+INTEGER_OPS = frozenset({"fill", "add", "sub", "mul", "neg", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and",
                          "bitwise_or", "bitwise_xor", "bitwise_not", "logical_not", "where", "cast", "sign",
                          "maximum", "minimum", "relu", "clamp"})
 _F32_FUNCS = re.compile(r"\b(exp|log|log1p|expm1|sqrt|sin|cos|tanh|erf|fabs|floor|ceil|rint|pow|fmod|"
@@ -66,7 +66,7 @@ def _small_power(n: int, operand: str) -> str:
 def node_expression(node: dict, operand_var) -> str:
     """The C expression computing op `node` (a graph node's attributes) from its operands;
     `operand_var(node_id)` names the C local holding an operand's value."""
-    op = OPS[node["op"]]
+    op = op_of(node["op"])
     out_dtype = node["dtype"]
     compute = node["compute"]
     work = compute if compute is not None else out_dtype

@@ -71,7 +71,9 @@ def derive(trace: Trace, tracer, out: Derivation) -> None:
     if not targets or not diff:
         return
     out.boundary = len(trace.values)
+    tracer.factories = False  # placeholders are graph inputs, not fills
     placeholders = [zeros(o.shape, dtype=o.dtype) for o in diff]
+    tracer.factories = True
     out.placeholders = [tracer.value(p, "placeholder") for p in placeholders]
     out.targets = [vid for vid, _ in targets]
     n_externals, n_breaks = len(trace.externals), len(trace.breaks)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..ops import OPS
+from .constants import op_of
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Plan:
 
 def _is_pointwise(g: nx.DiGraph, n: int) -> bool:
     d = g.nodes[n]
-    return d["kind"] == "op" and OPS[d["op"]].kind == "pointwise"
+    return d["kind"] == "op" and op_of(d["op"]).kind == "pointwise"
 
 
 def _inline(g: nx.DiGraph, roots: list, order: dict, stored: frozenset = frozenset()) -> tuple[list, list]:
@@ -100,7 +100,7 @@ def _materialized(g: nx.DiGraph, outputs: list) -> set:
     root's memory, so the root must exist in memory)."""
     keep = set(outputs)
     for n, d in g.nodes(data=True):
-        if d["kind"] == "extern" or (d["kind"] == "op" and OPS[d["op"]].kind == "reduction"):
+        if d["kind"] == "extern" or (d["kind"] == "op" and op_of(d["op"]).kind == "reduction"):
             keep.add(n)
         if d["kind"] == "extern":
             keep.update(p for p in g.predecessors(n) if g.nodes[p]["kind"] == "op")
@@ -151,7 +151,7 @@ def schedule(g: nx.DiGraph) -> Plan:
                                   loads=sorted(operands, key=order.get)))
             written[n] = len(kernels) - 1
             continue
-        if OPS[d["op"]].kind == "reduction":
+        if op_of(d["op"]).kind == "reduction":
             operand = d["args"][0][1]
             nodes, loads = _inline(g, [operand], order, frozenset(written))
             kernels.append(Kernel("", "reduction", [n], tuple(g.nodes[operand]["shape"]),

@@ -225,6 +225,33 @@ def masked_fill(input, mask: Tensor, value) -> Tensor:
     return out if out.dtype is input.dtype else out.to(input.dtype)
 
 
+# ---------------------------------------------------------------- class-index targets
+def _class_index_meta(target, ignore_index, n_classes):
+    if target.dtype is not dtypes.int64:
+        raise RuntimeError(f"class_index(): expected an int64 target, but got {target.dtype}")
+    return ((target.shape, dtypes.int64),), None
+
+
+def _class_index_kernel(xp, target, ignore_index, n_classes):
+    ignored = target == ignore_index
+    bad = ((target < 0) | (target >= n_classes)) & ~ignored
+    if bad.any():
+        raise IndexError(f"Target {int(target[bad].reshape(-1)[0])} is out of bounds.")
+    return xp.where(ignored, 0, target)
+
+
+# The class-index targets of nll_loss/cross_entropy, checked and made safe to gather with
+# (ignored targets become 0). An op rather than host code so that the check runs in its
+# kernel, where eager and compiled code (an extern step) both raise torch's IndexError.
+CLASS_INDEX = defop("class_index", meta=_class_index_meta, kernel=_class_index_kernel)
+
+
+def class_index(target: Tensor, ignore_index: int, n_classes: int) -> Tensor:
+    """`target` (int64) with `ignore_index` entries as 0; IndexError for any other target
+    outside [0, n_classes), naming the first one."""
+    return apply(CLASS_INDEX, target, ignore_index=int(ignore_index), n_classes=int(n_classes))
+
+
 # ---------------------------------------------------------------- gather / scatter_add
 def _gather_meta(x, index, dim):
     d = norm_dim(dim, x.ndim, "gather")

@@ -13,6 +13,7 @@ import warnings
 
 from ... import dtypes
 from ...ops import abs, clamp, exp, gather, log, log1p, log_softmax, minimum, where
+from ...ops.indexing import class_index
 from ...tensor import Tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -150,21 +151,18 @@ def _class_terms(log_probs: Tensor, target: Tensor, weight: Tensor | None, ignor
 
     log_probs is (N, C, d1, ...) and target (N, d1, ...). A target equal to
     `ignore_index` gets loss 0 and weight 0; any other target outside [0, C) is an
-    IndexError (checked on the host, as torch's CPU kernel does).
+    IndexError, raised by the `class_index` op's kernel (so compiled code raises it too).
     """
     n_classes = log_probs.shape[1]
     target = target.long()
     ignored = target == ignore_index
-    bad = ((target < 0) | (target >= n_classes)) & ~ignored
-    if bad.sum().item():
-        first = int(target[bad].reshape(-1)[0].item())
-        raise IndexError(f"Target {first} is out of bounds.")
-    safe = where(ignored, 0, target)
-    picked = gather(log_probs, 1, safe.unsqueeze(1)).squeeze(1)
+    safe = class_index(target, ignore_index, n_classes).unsqueeze(1)
+    picked = gather(log_probs, 1, safe).squeeze(1)
     if weight is None:
         w = (~ignored).to(log_probs.dtype)
     else:
-        w = where(ignored, 0.0, weight.to(log_probs.dtype)[safe])
+        per_class = _along_classes(weight, log_probs).expand(log_probs.shape)
+        w = where(ignored, 0.0, gather(per_class, 1, safe).squeeze(1))
     return where(ignored, 0.0, -picked * w), w
 
 
