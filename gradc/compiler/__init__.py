@@ -11,6 +11,7 @@ from __future__ import annotations
 from .api import CompiledFunction, compile
 from .config import config, counters, reset_counters
 from .errors import CompileCheckError, GraphBreakError
+from .explain import Explanation, explain
 
 
 def reset() -> None:
@@ -18,4 +19,5 @@ def reset() -> None:
     reset_counters()
 
 
-__all__ = ["compile", "config", "counters", "reset", "CompiledFunction", "GraphBreakError", "CompileCheckError"]
+__all__ = ["compile", "config", "counters", "reset", "CompiledFunction", "GraphBreakError", "CompileCheckError",
+           "explain", "Explanation"]

@@ -23,14 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..autograd.grad_mode import is_grad_enabled
 from ..device import CPU
 from . import cache
-from .capture import capture
+from .capture import Trace, capture
+from .check import check_call
 from .config import bump, config, env_flag
-from .errors import BuildError, CompileCheckError, GraphBreak, GraphBreakError
+from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
 from .guards import call_tensors, guard_key, tensor_meta
 from .joint import Derivation, derive, split
@@ -106,16 +105,14 @@ class CompiledFunction:
         On a graph break or toolchain failure the capture run's eager results are returned
         (with their eager autograd graph, so gradients stay exact)."""
         name = getattr(self.fn, "__qualname__", "function")
-        derivation = Derivation()
-        then = functools.partial(derive, out=derivation) if is_grad_enabled() else None
-        trace = capture(self.fn, args, kwargs, then=then)
+        trace, derivation = trace_call(self.fn, args, kwargs)
         try:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
             parts = split(trace, derivation) if derivation.placeholders else None
-            lowered = [_lower(trace if parts is None else parts.forward, name)]
+            lowered = [lower(trace if parts is None else parts.forward, name)]
             if parts is not None:
-                lowered.append(_lower(parts.backward, f"{name} (backward)"))
+                lowered.append(lower(parts.backward, f"{name} (backward)"))
         except GraphBreak as e:
             bump("graph_breaks", str(e))
             if self.fullgraph:
@@ -155,26 +152,28 @@ class CompiledFunction:
         externals = [ref() for _, ref, _ in entry.externals]
         if entry.program is not None:
             result = entry.function.apply(*tensors, *externals)
-            graph = entry.program.forward.graph
         else:
             values = dict(zip(entry.inputs, tensors))
             values.update(zip((v for v, _, _ in entry.externals), externals))
             result = entry.module.execute(values)
-            graph = entry.module.graph
         if self.mode == "check":
-            _check(graph, result, self.fn(*args, **kwargs))
+            check_call(entry, self.fn, tensors + externals, args, kwargs, result)
         return result[0] if entry.single else result
 
 
-def _lower(trace, name: str) -> tuple:
+def trace_call(fn: Callable, args: tuple, kwargs: dict) -> tuple[Trace, Derivation]:
+    """Capture one call of `fn`, with its derived backward when grad mode is on (the
+    derivation stays empty when nothing requires grad)."""
+    derivation = Derivation()
+    then = functools.partial(derive, out=derivation) if is_grad_enabled() else None
+    return capture(fn, args, kwargs, then=then), derivation
+
+
+def lower(trace: Trace, name: str) -> tuple:
     """(graph, plan, C source) of a trace; raises GraphBreak where it cannot be lowered."""
     graph = eliminate_dead_code(build_graph(trace))
     plan = schedule(graph)
     return graph, plan, render(graph, plan, name)
-
-
-def _as_tuple(x) -> tuple:
-    return x if isinstance(x, tuple) else (x,)
 
 
 def _externals_ok(entry: Entry) -> bool:
@@ -183,17 +182,6 @@ def _externals_ok(entry: Entry) -> bool:
         if t is None or tensor_meta(t) != meta:
             return False
     return True
-
-
-def _check(graph, compiled, eager) -> None:
-    """mode="check": compare compiled and eager outputs, naming the first differing node."""
-    for node, c, e in zip(graph.graph["outputs"], _as_tuple(compiled), _as_tuple(eager)):
-        a, b = c.detach().numpy(), e.detach().numpy()
-        tol = 1e-4 if a.dtype == np.float32 else 1e-8
-        if a.shape != b.shape or not np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True):
-            d = graph.nodes[node]
-            raise CompileCheckError(f"compiled and eager results differ at node {node} ({d['op']}, "
-                                    f"{sanitize(d.get('source'))})")
 
 
 def _dump(source: str) -> None:

@@ -74,6 +74,7 @@ class Trace:
     outputs: list = field(default_factory=list)  # value ids returned, in order
     single: bool = True  # the function returned one tensor (not a tuple)
     breaks: list = field(default_factory=list)
+    break_sites: dict = field(default_factory=dict)  # break reason -> (file, line, code)
     result: Any = None  # what the function returned (eager values)
 
 
@@ -122,6 +123,7 @@ class _Tracer:
     def brk(self, reason: str) -> None:
         if reason not in self.trace.breaks:
             self.trace.breaks.append(reason)
+            self.trace.break_sites[reason] = user_source()
 
     def __call__(self, op, args, attrs, outs) -> None:
         if self.trace.breaks:

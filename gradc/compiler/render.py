@@ -229,6 +229,13 @@ def _extern_note(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
     return sanitize(f"node {n}: {d['op']}({reads}) -> buf[{plan.buffers[n].slot}]", 200) + _where(d)
 
 
+def kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
+    """One step's text for reports: a C kernel's function, or an extern step's note."""
+    if k.kind == "extern":
+        return _extern_note(g, plan, k)
+    return _KernelWriter(g, plan, k).write()["source"].rstrip("\n")
+
+
 def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
     """The C source of a whole plan; raises GraphBreak if a node cannot be lowered."""
     kernels, steps = [], []
