@@ -4,7 +4,9 @@ The contract: every node value lives in a C local of its output dtype's C type; 
 casts its tensor operands to its compute dtype (as eager's `meta` does), evaluates the
 op's `lowering` expression and converts to the output type. float32 ops call the
 `f`-suffixed libm functions and keep literals in float, so they compute in float32 as
-numpy does. Anything whose C semantics would differ from eager raises `GraphBreak`.
+numpy does; exp, tanh and sigmoid call the runtime's vectorisable float32 versions
+(`_F32_OWN`), since a scalar libm call per element keeps gcc from vectorising a loop.
+Anything whose C semantics would differ from eager raises `GraphBreak`.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ INTEGER_OPS = frozenset({"fill", "add", "sub", "mul", "neg", "eq", "ne", "lt", "
                          "bitwise_or", "bitwise_xor", "bitwise_not", "logical_not", "where", "cast", "sign",
                          "maximum", "minimum", "relu", "clamp"})
 _F32_FUNCS = re.compile(r"\b(exp|log|log1p|expm1|sqrt|sin|cos|tanh|erf|fabs|floor|ceil|rint|pow|fmod|"
-                        r"gradc_floordiv|gradc_remainder)\(")
+                        r"gradc_floordiv|gradc_remainder|gradc_sigmoid)\(")
+_F32_OWN = {"exp": "gradc_expf", "tanh": "gradc_tanhf"}  # gradc_runtime.h, not libm
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?)")
 
 
@@ -90,7 +93,7 @@ def node_expression(node: dict, operand_var) -> str:
     else:
         template = op.lowering(node["attrs"]) if callable(op.lowering) else op.lowering
     if work.name == "float32":
-        template = _F32_FUNCS.sub(lambda m: m.group(1) + "f(", template)
+        template = _F32_FUNCS.sub(lambda m: _F32_OWN.get(m.group(1), m.group(1) + "f") + "(", template)
         template = _FLOAT_LITERAL.sub(lambda m: f"((float){m.group(1)})", template)
     named = {k: literal(v, work) for k, v in node["attrs"].items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}

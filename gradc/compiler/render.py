@@ -24,6 +24,8 @@ from .cexpr import ctype, limits, node_expression
 from .schedule import Kernel, Plan
 
 PARALLEL_MIN_ELEMENTS = 1 << 16
+ROW_TILE = 1024  # accumulators per row tile of a reduction over leading dims (8 KiB of doubles)
+_GROUPS = ("outer", "inner", "row")  # loop groups, outermost first
 _UNSAFE = re.compile(r"[^\x20-\x7e]|\*/|/\*|\?\?")
 
 
@@ -84,14 +86,21 @@ class _KernelWriter:
         return slot, base, vec
 
     def _loops(self, vectors: list) -> list:
-        """[size, group, [stride per access]] per loop, outermost first, merged where possible."""
+        """[size, group, [stride per access]] per loop, outermost first, merged where possible.
+
+        Groups: "outer" (kept dims), "inner" (reduced dims) and "row": a reduction's kept
+        dims after its last reduced dim. Those are the contiguous ones, so they become the
+        innermost loop over a row of accumulators (see `_reduction_by_rows`) rather than
+        outer loops above a strided walk of the reduced dims."""
         space, reduced = self.k.space, set(self.k.reduce_dims)
-        order = [i for i in range(len(space)) if i not in reduced] + sorted(reduced)
+        last = max((d for d in reduced if space[d] > 1), default=len(space))
+        kept = [i for i in range(len(space)) if i not in reduced]
+        order = ([(d, "outer") for d in kept if d < last] + [(d, "inner") for d in sorted(reduced)]
+                 + [(d, "row") for d in kept if d > last])
         loops = []
-        for dim in order:
+        for dim, group in order:
             if space[dim] == 1:
                 continue
-            group = "inner" if dim in reduced else "outer"
             strides = [v[dim] for v in vectors]
             if loops and loops[-1][1] == group and all(
                     a == b * space[dim] for a, b in zip(loops[-1][2], strides)):
@@ -99,7 +108,10 @@ class _KernelWriter:
                 loops[-1][2] = strides
             else:
                 loops.append([space[dim], group, strides])
-        return loops
+        rows = [loop for loop in loops if loop[1] == "row"]
+        for loop in rows[:-1]:  # only one row loop: the others (kept dims) move outside
+            loop[1] = "outer"
+        return sorted(loops, key=lambda loop: _GROUPS.index(loop[1]))  # stable: keeps nesting order
 
     def write(self) -> dict:
         g, k = self.g, self.k
@@ -142,43 +154,58 @@ class _KernelWriter:
         total = 1
         for s in k.space:
             total *= s
+        parallel = total >= PARALLEL_MIN_ELEMENTS
 
-        def open_loop(j: int) -> None:
+        def emit(text: str) -> None:
+            lines.append("    " * depth + text)
+
+        def open_block(header: str) -> None:
             nonlocal depth
-            if j == 0 and loops[0][1] == "outer" and loops[0][0] > 1 and total >= PARALLEL_MIN_ELEMENTS:
-                lines.append("    " * depth + "#pragma omp parallel for")
-            lines.append("    " * depth + f"for (int64_t {var[j]} = 0; {var[j]} < {loops[j][0]}; ++{var[j]}) {{")
+            emit(header)
             depth += 1
+
+        def open_loop(j: int, start: str = "0", simd: bool = False) -> None:
+            threads = j == 0 and loops[0][1] == "outer" and loops[0][0] > 1 and parallel
+            if threads or simd:
+                emit("#pragma omp " + " ".join((["parallel for"] if threads else []) + (["simd"] if simd else [])))
+            end = loops[j][0] if start == "0" else "tile_end"
+            open_block(f"for (int64_t {var[j]} = {start}; {var[j]} < {end}; ++{var[j]}) {{")
 
         def close_loop() -> None:
             nonlocal depth
             depth -= 1
-            lines.append("    " * depth + "}")
+            emit("}")
 
         n_outer = sum(1 for loop in loops if loop[1] == "outer")
-        for j in range(n_outer):
-            open_loop(j)
         if k.kind == "pointwise":
+            # iterations are independent (outputs are written once each, inputs only read)
+            for j in range(n_outer):
+                open_loop(j, simd=j == n_outer - 1)
             lines.extend("    " * depth + line for line in body_values)
             for idx, (slot, base, _) in enumerate(stores):
                 root = k.roots[idx]
-                lines.append("    " * depth + f"b{slot}[{offset(base, len(loads) + idx)}] = v{root};"
-                             f"  /* output: node {root} */")
+                emit(f"b{slot}[{offset(base, len(loads) + idx)}] = v{root};  /* output: node {root} */")
         else:
             r = k.roots[0]
             d = g.nodes[r]
             operand = d["args"][0][1]
-            acc_t, init, combine = self._accumulator(d, operand)
-            lines.append("    " * depth + f"{acc_t} acc = {init};")
-            for j in range(n_outer, len(loops)):
+            for j in range(n_outer):
                 open_loop(j)
-            lines.extend("    " * depth + line for line in body_values)
-            lines.append("    " * depth + combine)
-            for _ in range(n_outer, len(loops)):
-                close_loop()
             slot, base, _ = stores[0]
-            lines.append("    " * depth + f"b{slot}[{offset(base, len(loads))}] = ({ctype(d['dtype'])})acc;"
-                         f"  /* node {r}: {d['op']} */")
+            store = f"b{slot}[{offset(base, len(loads))}] = ({ctype(d['dtype'])})"
+            if loops and loops[-1][1] == "row":
+                self._reduction_by_rows(loops, var, n_outer, d, operand, body_values, store,
+                                        (emit, open_block, open_loop, close_loop), parallel and n_outer == 0)
+            else:
+                acc_t, init, combine = self._accumulator(d, operand, "acc")
+                emit(f"{acc_t} acc = {init};")
+                for j in range(n_outer, len(loops)):
+                    open_loop(j)
+                lines.extend("    " * depth + line for line in body_values)
+                emit(combine)
+                for _ in range(n_outer, len(loops)):
+                    close_loop()
+                emit(f"{store}acc;  /* node {r}: {d['op']} */")
         for _ in range(n_outer):
             close_loop()
         comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
@@ -201,7 +228,38 @@ class _KernelWriter:
     def _root_of(self, slot: int) -> int:
         return next(n for n, b in self.plan.buffers.items() if b.slot == slot)
 
-    def _accumulator(self, d: dict, operand: int) -> tuple[str, str, str]:
+    def _reduction_by_rows(self, loops, var, n_outer, d, operand, body_values, store, writer, parallel) -> None:
+        """A reduction whose innermost dims are kept: tiles of ROW_TILE accumulators, one per
+        output along the row loop; the reduced loops run outside the row loop, so every pass
+        reads a contiguous stretch of memory (and vectorises), and each output still
+        combines its values in the same order as the one-accumulator form."""
+        emit, open_block, open_loop, close_loop = writer
+        width, row = loops[-1][0], var[-1]
+        tile = min(ROW_TILE, width)
+        acc_t, init, combine = self._accumulator(d, operand, f"acc[{row} - tile]")
+        if parallel and width > tile:
+            emit("#pragma omp parallel for")
+        open_block(f"for (int64_t tile = 0; tile < {width}; tile += {tile}) {{  /* a tile of the output row */")
+        emit(f"const int64_t tile_end = tile + {tile} < {width} ? tile + {tile} : {width};")
+        emit(f"{acc_t} acc[{tile}];")
+        emit(f"for (int64_t {row} = tile; {row} < tile_end; ++{row}) acc[{row} - tile] = {init};")
+        inner = range(n_outer, len(loops) - 1)
+        for j in inner:
+            open_loop(j)
+        open_loop(len(loops) - 1, start="tile", simd=True)  # outputs are independent
+        for line in body_values:
+            emit(line)
+        emit(combine)
+        close_loop()
+        for _ in inner:
+            close_loop()
+        open_block(f"for (int64_t {row} = tile; {row} < tile_end; ++{row}) {{")
+        emit(f"{store}acc[{row} - tile];  /* node {self.k.roots[0]}: {d['op']} */")
+        close_loop()
+        close_loop()
+
+    def _accumulator(self, d: dict, operand: int, acc: str) -> tuple[str, str, str]:
+        """The accumulator's C type, initial value and combining statement (on `acc`)."""
         out = d["dtype"]
         op = d["op"]
         value = f"v{operand}"
@@ -209,12 +267,12 @@ class _KernelWriter:
             acc_t = "double" if out.is_floating_point else "int64_t"
             init = "0" if op == "sum" else "1"
             sign = "+=" if op == "sum" else "*="
-            return acc_t, init, f"acc {sign} ({acc_t}){value};"
+            return acc_t, init, f"{acc} {sign} ({acc_t}){value};"
         acc_t = ctype(out)
         lo, hi = limits(out)
         better = ">" if op == "amax" else "<"
         return acc_t, (lo if op == "amax" else hi), \
-            f"if ({value} != {value} || {value} {better} acc) acc = {value};  /* NaN propagates */"
+            f"if ({value} != {value} || {value} {better} {acc}) {acc} = {value};  /* NaN propagates */"
 
 
 def entry_points(plan: Plan) -> list[str]:

@@ -240,7 +240,7 @@ def _sigmoid_kernel(xp, a):
 
 
 SIGMOID = defpointwise("sigmoid", _sigmoid_kernel, lambda ctx, g: g * ctx.output * (1 - ctx.output),
-                       kind=FLOAT, saves="output", lowering="(1 / (1 + exp(-{0})))")
+                       kind=FLOAT, saves="output", lowering="gradc_sigmoid({0})")
 ERF = defpointwise("erf", _erf_kernel,
                    lambda ctx, g: g * (2 / math.sqrt(math.pi)) * exp(-ctx.inputs[0] * ctx.inputs[0]),
                    kind=FLOAT, saves="inputs", lowering="erf({0})")
