@@ -31,7 +31,7 @@ from .check import check_call
 from .config import bump, config, env_flag
 from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
-from .guards import call_tensors, guard_key, tensor_meta
+from .guards import guard_key, tensor_meta
 from .joint import Derivation, derive, split
 from .render import entry_points, render, sanitize
 from .runner import Module
@@ -75,14 +75,13 @@ class CompiledFunction:
         if self.disabled:
             bump("fallbacks", self.disabled)
             return self.fn(*args, **kwargs)
-        tensors = call_tensors(args, kwargs)
-        if any(t.device is not CPU and t.device != CPU for t in tensors):
-            bump("fallbacks", "only CPU tensors are compiled yet")
-            return self.fn(*args, **kwargs)
         try:
-            key = guard_key(args, kwargs)
+            key, tensors = guard_key(args, kwargs)
         except TypeError as e:
             bump("fallbacks", str(e))
+            return self.fn(*args, **kwargs)
+        if any(t.device is not CPU and t.device != CPU for t in tensors):
+            bump("fallbacks", "only CPU tensors are compiled yet")
             return self.fn(*args, **kwargs)
         entry = self.entries.get(key)
         if entry is not None and entry.compiled and not _externals_ok(entry):

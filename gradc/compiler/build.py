@@ -62,7 +62,8 @@ def compile_source(source: str, target: Path) -> None:
 
 class Library:
     """A loaded kernel library with entry points `entries` (each `void f(void **buf)`):
-    `pointers(n)` makes the buffer table the caller fills, `run(i, table)` calls entry i."""
+    `pointers(n)` makes the buffer table the caller fills (with `address(array)`), `run(i,
+    table)` calls entry i."""
 
     def __init__(self, path: Path, entries: list[str]):
         self.ffi = cffi.FFI()
@@ -76,8 +77,13 @@ class Library:
     def pointers(self, n: int):
         return self.ffi.new("void *[]", n)
 
-    def address(self, value: int):
-        return self.ffi.cast("void *", value)
+    def address(self, array):
+        """`array`'s data pointer, for a buffer table slot. `from_buffer` costs a fraction of
+        `cast(array.ctypes.data)` (which dominates small calls), but needs one contiguous
+        block starting at the first element, so other views go through their address."""
+        if array.flags.c_contiguous:
+            return self.ffi.from_buffer(array)
+        return self.ffi.cast("void *", array.ctypes.data)
 
     def run(self, index: int, table) -> None:
         self._entries[index](table)

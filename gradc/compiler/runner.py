@@ -28,33 +28,40 @@ class Module:
     library: Any
     steps: list = field(init=False)  # C segment index (int) or extern Kernel, in run order
     externs: set = field(init=False)  # nodes whose buffer is an extern step's result
+    bound: list = field(init=False)  # (node, slot) of buffers bound to input tensors
+    fresh: list = field(init=False)  # (node, slot, shape, numpy dtype) allocated per call
+    outputs: list = field(init=False)  # (node, dtype) of each distinct graph output
 
     def __post_init__(self) -> None:
+        """Precompute what `execute` does per buffer, so a call walks flat lists instead
+        of re-deciding roles (per-call overhead dominates small inputs)."""
         segment = iter(range(len(self.plan.kernels)))
         self.steps = [s if isinstance(s, Kernel) else next(segment) for s in self.plan.steps()]
         self.externs = {s.roots[0] for s in self.steps if isinstance(s, Kernel)}
+        buffers = self.plan.buffers
+        self.bound = [(n, b.slot) for n, b in buffers.items() if b.role in ("arg", "external")]
+        self.fresh = [(n, b.slot, b.shape, b.dtype.np) for n, b in buffers.items()
+                      if b.role not in ("arg", "external") and n not in self.externs]
+        self.outputs = [(n, buffers[n].dtype) for n in dict.fromkeys(self.graph.graph["outputs"])]
 
     def execute(self, inputs: dict[int, Tensor]) -> tuple:
         """The graph's outputs (in `graph.graph["outputs"]` order) for the input tensors
         given by node id; each call writes into newly allocated output arrays."""
-        buffers = self.plan.buffers
-        table = self.library.pointers(len(buffers))
+        library = self.library
+        table = library.pointers(len(self.plan.buffers))
         arrays: dict[int, np.ndarray] = {}  # buffer node -> array; alive until the steps ran
-        for node, buf in buffers.items():
-            if buf.role in ("arg", "external"):
-                arrays[node] = inputs[node]._array()
-            elif node in self.externs:
-                continue  # the extern step's result becomes this buffer
-            else:
-                arrays[node] = np.empty(buf.shape, dtype=buf.dtype.np)
-            table[buf.slot] = self.library.address(arrays[node].ctypes.data)
+        for node, slot in self.bound:
+            arr = arrays[node] = inputs[node]._array()
+            table[slot] = library.address(arr)
+        for node, slot, shape, dtype in self.fresh:
+            arr = arrays[node] = np.empty(shape, dtype)
+            table[slot] = library.address(arr)
         for step in self.steps:
             if isinstance(step, Kernel):
                 node = step.roots[0]
-                arrays[node] = run_extern(self.graph, step, arrays)
-                table[buffers[node].slot] = self.library.address(arrays[node].ctypes.data)
+                arr = arrays[node] = run_extern(self.graph, step, arrays)
+                table[self.plan.buffers[node].slot] = library.address(arr)
             else:
-                self.library.run(step, table)
-        outputs = self.graph.graph["outputs"]
-        outs = {n: Tensor._from_array(np, arrays[n], buffers[n].dtype, CPU) for n in dict.fromkeys(outputs)}
-        return tuple(outs[n] for n in outputs)
+                library.run(step, table)
+        outs = {n: Tensor._from_array(np, arrays[n], dtype, CPU) for n, dtype in self.outputs}
+        return tuple(outs[n] for n in self.graph.graph["outputs"])
