@@ -1,4 +1,4 @@
-"""Shared fixtures: the PyTorch oracle (when installed) and a fixed seed per test."""
+"""Shared fixtures: the PyTorch oracle (when installed), a fixed seed and an isolated compiler per test."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,3 +17,13 @@ def torch():
 def _seed():
     gradc.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _compiler_isolated(tmp_path, monkeypatch):
+    """Each test compiles into its own cache, with the toolchain variables unset and the
+    compiler's in-memory state and counters cleared."""
+    monkeypatch.setenv("GRADC_CACHE_DIR", str(tmp_path / "gradc-cache"))
+    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    gradc.compiler.reset()

@@ -11,14 +11,6 @@ import gradc
 from gradc import compiler
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(tmp_path / "cache"))
-    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    compiler.reset()
-
-
 def _same(compiled, eager, tol):
     for c, e in zip(compiled if isinstance(compiled, tuple) else (compiled,),
                     eager if isinstance(eager, tuple) else (eager,)):

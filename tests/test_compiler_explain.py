@@ -6,14 +6,6 @@ import gradc
 from gradc import OPS, compiler
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(tmp_path / "cache"))
-    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    compiler.reset()
-
-
 def scaled_norm(x):
     y = gradc.tanh(x * 2 + 1)
     return y / (y * y).sum(dim=-1, keepdim=True).sqrt()

@@ -8,14 +8,6 @@ import gradc.nn.functional as F
 from gradc import compiler, nn
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(tmp_path / "cache"))
-    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    compiler.reset()
-
-
 def _mlp():
     gradc.manual_seed(0)
     return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))

@@ -13,14 +13,6 @@ SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 88.72, 88.73, -103.9, -104.0, 1e
             9.0, -9.0, 0.625, -0.625, 20.0, -20.0]
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(tmp_path / "cache"))
-    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    compiler.reset()
-
-
 def _sigmoid64(x):
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
