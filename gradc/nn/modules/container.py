@@ -52,7 +52,38 @@ def _pairs(values, owner: str) -> Iterator[tuple]:
         yield pair[0], pair[1]
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """Indexing shared by Sequential and ModuleList: children in registration order,
+    addressed by position (negative indices and slices as for lists)."""
+
+    def _from_items(self, items: list) -> Module:
+        raise NotImplementedError
+
+    def _key_at(self, idx) -> str:
+        return list(self._modules)[_checked_index(idx, len(self))]
+
+    def __getitem__(self, idx: int | slice) -> Module:
+        if isinstance(idx, slice):
+            return self._from_items(list(self._modules.items())[idx])
+        return self._modules[self._key_at(idx)]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        setattr(self, self._key_at(idx), module)
+
+    def __delitem__(self, idx: int | slice) -> None:
+        keys = list(self._modules)[idx] if isinstance(idx, slice) else [self._key_at(idx)]
+        for key in keys:
+            delattr(self, key)
+        _renumber(self)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+
+class Sequential(_ModuleSequence):
     """Runs its modules one after the other, each on the previous one's output.
 
     `Sequential(m0, m1, ...)` names them "0", "1", ...; `Sequential(OrderedDict(...))`
@@ -73,28 +104,8 @@ class Sequential(Module):
             input = module(input)
         return input
 
-    def _key_at(self, idx) -> str:
-        return list(self._modules)[_checked_index(idx, len(self))]
-
-    def __getitem__(self, idx: int | slice) -> Module:
-        if isinstance(idx, slice):
-            return type(self)(OrderedDict(list(self._modules.items())[idx]))
-        return self._modules[self._key_at(idx)]
-
-    def __setitem__(self, idx: int, module: Module) -> None:
-        setattr(self, self._key_at(idx), module)
-
-    def __delitem__(self, idx: int | slice) -> None:
-        keys = list(self._modules)[idx] if isinstance(idx, slice) else [self._key_at(idx)]
-        for key in keys:
-            delattr(self, key)
-        _renumber(self)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+    def _from_items(self, items: list) -> Sequential:
+        return type(self)(OrderedDict(items))
 
     def __dir__(self) -> list[str]:
         return [k for k in super().__dir__() if not k.isdigit()]
@@ -160,7 +171,7 @@ class Sequential(Module):
         return value
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules, registered as children "0", "1", ... (it has no forward)."""
 
     def __init__(self, modules: Iterable[Module] | None = None):
@@ -168,28 +179,8 @@ class ModuleList(Module):
         if modules is not None:
             self += modules
 
-    def _key_at(self, idx) -> str:
-        return str(_checked_index(idx, len(self)))
-
-    def __getitem__(self, idx: int | slice) -> Module | ModuleList:
-        if isinstance(idx, slice):
-            return type(self)(list(self._modules.values())[idx])
-        return self._modules[self._key_at(idx)]
-
-    def __setitem__(self, idx: int, module: Module) -> None:
-        setattr(self, self._key_at(idx), module)
-
-    def __delitem__(self, idx: int | slice) -> None:
-        keys = [str(i) for i in range(len(self))[idx]] if isinstance(idx, slice) else [self._key_at(idx)]
-        for key in keys:
-            delattr(self, key)
-        _renumber(self)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+    def _from_items(self, items: list) -> ModuleList:
+        return type(self)(module for _, module in items)
 
     def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
         return self.extend(modules)
