@@ -4,7 +4,10 @@ The corpus is the documentation in the standard library's `pydoc_data` package. 
 loss falls from ln(vocabulary size) as the model learns characters, then words; at
 the end it writes a short sample.
 
-Run: python examples/char_transformer.py [--steps N]
+Run: python examples/char_transformer.py [--steps N] [--compile]
+
+With --compile the first steps run eagerly and the rest with the training step (model,
+loss and backward) compiled by gradc.compile; the run prints both mean step times.
 """
 import argparse
 import time
@@ -15,6 +18,8 @@ from train_loop import progress
 import gradc
 import gradc.nn.functional as F
 from gradc import nn
+
+TIMED_STEPS = 20  # eager steps before compiling, with --compile
 
 
 def load_corpus() -> str:
@@ -86,6 +91,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--compile", action="store_true", help="compile the training step after the eager steps "
+                        "it is compared with")
     args = parser.parse_args()
 
     gradc.manual_seed(0)
@@ -99,22 +106,35 @@ def main() -> None:
     print(f"{len(text):,} characters, vocabulary {len(chars)}, "
           f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
+    def loss_fn(inputs, targets):
+        return F.cross_entropy(model(inputs).reshape(-1, len(chars)), targets.reshape(-1))
+
+    eager_steps = min(TIMED_STEPS, args.steps // 2) if args.compile else args.steps
+    step_fn, times = loss_fn, {"eager": [], "compiled": []}
     start = time.perf_counter()
     stream = batches(data, args.context, args.batch_size)
     bar = progress(range(args.steps), desc="training")
     for step in bar:
+        if step == eager_steps:
+            step_fn = gradc.compile(loss_fn)
         inputs, targets = next(stream)
-        logits = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, len(chars)), targets.reshape(-1))
+        begin = time.perf_counter()
+        loss = step_fn(inputs, targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
+        if step not in (0, eager_steps):  # first calls: warm-up, and capture + C build
+            times["eager" if step < eager_steps else "compiled"].append(time.perf_counter() - begin)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % max(1, args.steps // 6) == 0 or step == args.steps - 1:
             print(f"step {step:4d}  loss {loss.item():.3f}")
     print(f"final loss: {loss.item():.3f} ({time.perf_counter() - start:.1f} s)")
+    if args.compile and times["compiled"]:
+        eager, compiled = (sum(t) / len(t) for t in times.values())
+        print(f"eager step: {eager * 1e3:.1f} ms, compiled step: {compiled * 1e3:.1f} ms ({eager / compiled:.2f}x, "
+              f"means over {len(times['eager'])} and {len(times['compiled'])} steps)")
     print("sample:", sample(model, stoi, itos=chars, prompt="The ", length=120, context=args.context))
 
 

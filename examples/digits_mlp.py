@@ -9,7 +9,7 @@ then the compiled ones, so both per-step times come from the same process.
 import time
 
 from digits_data import accuracy, load_digits_split
-from train_loop import classifier_loss, example_args, time_steps, train_classifier
+from train_loop import classifier_loss, compare_compiled, example_args, train_classifier
 
 import gradc
 from gradc import nn
@@ -32,12 +32,7 @@ def main() -> None:
         steps = min(TIMED_STEPS, args.max_batches or TIMED_STEPS)
         # full batches only: a partial last batch is a new shape, hence a second compile
         timing = DataLoader(train, batch_size=64, shuffle=True, drop_last=True)
-        eager = time_steps(loss_fn, optimizer, timing, steps)
-        loss_fn = gradc.compile(loss_fn)
-        loss_fn(*next(iter(timing)))  # the first call captures and builds: not timed
-        compiled = time_steps(loss_fn, optimizer, timing, steps)
-        print(f"eager step: {eager * 1e3:.3f} ms, compiled step: {compiled * 1e3:.3f} ms "
-              f"({eager / compiled:.2f}x, mean over {steps} steps)")
+        loss_fn = compare_compiled(loss_fn, optimizer, timing, steps)
     train_classifier(model, loader, optimizer, args.epochs, args.max_batches, loss_fn)
     print(f"test accuracy: {accuracy(model, test):.4f} ({time.perf_counter() - start:.1f} s)")
 

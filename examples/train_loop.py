@@ -55,6 +55,24 @@ def time_steps(loss_fn: LossFn, optimizer, loader, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def compare_compiled(loss_fn: LossFn, optimizer, loader, steps: int) -> LossFn:
+    """Time `steps` eager training steps, then compile `loss_fn` and time as many compiled
+    ones (after one untimed call that captures and builds), print both, and return the
+    compiled loss function. Both timings are real training steps of the same run; `loader`
+    must give batches of one shape (a new shape is a new compile)."""
+    import gradc
+
+    eager = time_steps(loss_fn, optimizer, loader, steps)
+    compiled_fn = gradc.compile(loss_fn)
+    start = time.perf_counter()
+    train_step(compiled_fn, optimizer, *next(iter(loader)))
+    first = time.perf_counter() - start
+    compiled = time_steps(compiled_fn, optimizer, loader, steps)
+    print(f"eager step: {eager * 1e3:.3f} ms, compiled step: {compiled * 1e3:.3f} ms "
+          f"({eager / compiled:.2f}x, mean over {steps} steps; first compiled call {first:.2f} s)")
+    return compiled_fn
+
+
 def train_classifier(model, loader, optimizer, epochs: int, max_batches: int | None = None,
                      loss_fn: LossFn | None = None) -> None:
     """Minimise cross-entropy (or `loss_fn`); the bar shows the running loss."""

@@ -47,6 +47,17 @@ def _constant(t: Tensor, value) -> Tensor:
     return t
 
 
+def _made(t: Tensor, known: bool) -> Tensor:
+    """Tell an active compiler capture that a factory made `t`: `known` data (a copy of
+    Python values, linspace, eye) becomes a constant of the compiled graph; anything else
+    (random draws, `empty`, a copy of a tensor's data) breaks the graph where it is used."""
+    from .ops import dispatch
+
+    if dispatch.tracer is not None:
+        dispatch.tracer.made(t, known)
+    return t
+
+
 def _infer_dtype(data) -> dtypes.dtype:
     """PyTorch's rule: promote the types of all elements, where a Python bool/int/float counts
     as bool/int64/the default float and numpy scalars and arrays keep their own dtype."""
@@ -75,13 +86,14 @@ def _infer_dtype(data) -> dtypes.dtype:
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of `data` (nested lists, scalars, arrays or tensors)."""
+    known = True
     if isinstance(data, Tensor):
-        data = data.detach()._host()
+        data, known = data.detach()._host(), False
     elif isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
-        data = _nested_host(data)
+        data, known = _nested_host(data), False
     dt = to_dtype(dtype) if dtype is not None else _infer_dtype(data)
     arr = np.array(data, dtype=dt.np)
-    return _finish(arr, dt, device, requires_grad)
+    return _made(_finish(arr, dt, device, requires_grad), known)
 
 
 def _flat(data):
@@ -121,7 +133,7 @@ def _float_dtype(dtype):
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
-    return _finish(np.empty(_sizes(size), dtype=dt.np), dt, device, requires_grad)
+    return _made(_finish(np.empty(_sizes(size), dtype=dt.np), dt, device, requires_grad), False)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -167,17 +179,22 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: b
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     n = int(np.ceil(span if span is not None else (end - start) / step))
     arr = (start + np.arange(n, dtype=np.float64 if dt.is_floating_point else np.int64) * step)
-    return _finish(arr, dt, device, requires_grad)
+    t = _finish(arr, dt, device, requires_grad)
+    from .ops import dispatch
+
+    if dispatch.tracer is not None:  # a compiled function recreates it from (start, step)
+        dispatch.tracer.arange(t, start, step)
+    return t
 
 
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
-    return _finish(np.linspace(start, end, steps), dt, device, requires_grad)
+    return _made(_finish(np.linspace(start, end, steps), dt, device, requires_grad), True)
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
-    return _finish(np.eye(n, m if m is not None else n), dt, device, requires_grad)
+    return _made(_finish(np.eye(n, m if m is not None else n), dt, device, requires_grad), True)
 
 
 def _check_float(name: str, dt) -> None:
@@ -188,15 +205,15 @@ def _check_float(name: str, dt) -> None:
 def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
     _check_float("rand", dt)
-    return _finish(_rng.random(_sizes(size), dtype=np.float64 if dt is dtypes.float64 else np.float32),
-                   dt, device, requires_grad)
+    return _made(_finish(_rng.random(_sizes(size), dtype=np.float64 if dt is dtypes.float64 else np.float32),
+                         dt, device, requires_grad), False)
 
 
 def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
     _check_float("randn", dt)
-    return _finish(_rng.standard_normal(_sizes(size), dtype=np.float64 if dt is dtypes.float64 else np.float32),
-                   dt, device, requires_grad)
+    arr = _rng.standard_normal(_sizes(size), dtype=np.float64 if dt is dtypes.float64 else np.float32)
+    return _made(_finish(arr, dt, device, requires_grad), False)
 
 
 def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -205,11 +222,11 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
     if high is None:
         low, high = 0, low
     dt = to_dtype(dtype) if dtype is not None else dtypes.int64
-    return _finish(_rng.integers(low, high, size=_sizes((size,))), dt, device, requires_grad)
+    return _made(_finish(_rng.integers(low, high, size=_sizes((size,))), dt, device, requires_grad), False)
 
 
 def randperm(n: int, *, dtype=None, device=None) -> Tensor:
-    return _finish(_rng.permutation(n), to_dtype(dtype) if dtype else dtypes.int64, device, False)
+    return _made(_finish(_rng.permutation(n), to_dtype(dtype) if dtype else dtypes.int64, device, False), False)
 
 
 def _like(fn):

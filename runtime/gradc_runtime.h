@@ -134,7 +134,6 @@ static inline float gradc_tanhf(float x)
     float a = fabsf(x);
     float e = gradc_expf(-2.0f * a);
     float big = (1.0f - e) / (1.0f + e);
-    big = gradc_bits_to_float(gradc_float_to_bits(big) | (gradc_float_to_bits(x) & 0x80000000u));
     float s = x * x;
     float q = 0.00214899099f;
     q = q * s - 0.00818466954f;
@@ -142,8 +141,9 @@ static inline float gradc_tanhf(float x)
     q = q * s - 0.0539474562f;
     q = q * s + 0.133332118f;
     q = q * s - 0.333333313f;
-    float small = x + x * s * q;
-    return a < 0.625f ? small : big;
+    float small = a + a * s * q;
+    float r = a < 0.625f ? small : big;  /* |tanh(x)|; the sign goes back on as a bit, so -0 stays -0 */
+    return gradc_bits_to_float(gradc_float_to_bits(r) | (gradc_float_to_bits(x) & 0x80000000u));
 }
 
 /* sigmoid as eager computes it: e = exp(-|x|) never overflows, and the two quotients
@@ -159,6 +159,51 @@ static inline float gradc_sigmoidf(float x)
     float e = gradc_expf(-fabsf(x));
     float num = x >= 0.0f ? 1.0f : e;
     return num / (1.0f + e);
+}
+
+/* Integer floor division and remainder as numpy computes them: the quotient rounds toward
+ * -inf, the remainder takes the divisor's sign, division by zero gives 0, and
+ * INT64_MIN / -1 wraps (a plain C division would trap). */
+static inline int64_t gradc_floordiv_int(int64_t a, int64_t b)
+{
+    if (b == 0) {
+        return 0;
+    }
+    if (b == -1) {
+        return (int64_t)(0 - (uint64_t)a);
+    }
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+static inline int64_t gradc_remainder_int(int64_t a, int64_t b)
+{
+    if (b == 0 || b == -1) {
+        return 0;
+    }
+    int64_t r = a % b;
+    return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
+/* Counter-based uniform [0, 1): element `index` of the draw with `seed` is SplitMix64's
+ * output at that position, reduced to 24 (float) or 53 (double) bits. gradc/counter_rng.py
+ * computes the same values for eager dropout, so compiled and eager masks are identical. */
+static inline uint64_t gradc_splitmix64(int64_t seed, int64_t index)
+{
+    uint64_t z = (uint64_t)index * 0x9E3779B97F4A7C15ULL + (uint64_t)seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static inline float gradc_uniformf(int64_t seed, int64_t index)
+{
+    return (float)(gradc_splitmix64(seed, index) >> 40) * 0x1.0p-24f;
+}
+
+static inline double gradc_uniform(int64_t seed, int64_t index)
+{
+    return (double)(gradc_splitmix64(seed, index) >> 11) * 0x1.0p-53;
 }
 
 #endif /* GRADC_RUNTIME_H */

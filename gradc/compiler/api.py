@@ -23,8 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..autograd.grad_mode import is_grad_enabled
 from ..device import CPU
+from ..factories import default_generator
 from . import cache
 from .capture import Trace, capture
 from .check import check_call
@@ -36,6 +39,7 @@ from .joint import Derivation, derive, split
 from .render import entry_points, render, sanitize
 from .runner import Module
 from .schedule import schedule
+from .simplify import simplify
 from .training import Program, make_function
 
 
@@ -53,6 +57,9 @@ class Entry:
     source: str = ""  # the forward's C source (the backward's follows, for training)
     inputs: list = field(default_factory=list)  # value ids of the call's tensors
     externals: list = field(default_factory=list)  # (value id, weakref, meta at capture)
+    modules: list = field(default_factory=list)  # (weakref to a module called, its `training`)
+    n_results: int = 1  # how many leading outputs of the program are the function's
+    mutates: list = field(default_factory=list)  # value ids of inputs written in place
     single: bool = True
 
     @property
@@ -65,7 +72,7 @@ class CompiledFunction:
 
     def __init__(self, fn: Callable, backend: str, mode: str, fullgraph: bool):
         self.fn, self.backend, self.mode, self.fullgraph = fn, backend, mode, fullgraph
-        self.entries: dict[tuple, Entry] = {}
+        self.entries: dict[tuple, list[Entry]] = {}  # guard key -> entries told apart by `_guards_hold`
         self.disabled = ""  # set after a toolchain failure or the recompile limit
         functools.update_wrapper(self, fn)
 
@@ -83,16 +90,17 @@ class CompiledFunction:
         if any(t.device is not CPU and t.device != CPU for t in tensors):
             bump("fallbacks", "only CPU tensors are compiled yet")
             return self.fn(*args, **kwargs)
-        entry = self.entries.get(key)
-        if entry is not None and entry.compiled and not _externals_ok(entry):
-            entry = None
+        candidates = self.entries.get(key, ())
+        entry = next((e for e in candidates if _guards_hold(e)), None)
         if entry is not None:
             if entry.eager:
                 bump("fallbacks", entry.eager)
                 return self.fn(*args, **kwargs)
             bump("memory_hits")
             return self._run(entry, tensors, args, kwargs)
-        if len(self.entries) >= config.recompile_limit:
+        if candidates:  # entries whose parameters or modules died can never match again
+            candidates[:] = [e for e in candidates if _alive(e)]
+        if sum(map(len, self.entries.values())) >= config.recompile_limit:
             self.disabled = f"recompile limit ({config.recompile_limit}) reached for {self.__qualname__}"
             warnings.warn(f"gradc.compile: {self.disabled}; running eagerly from now on", stacklevel=2)
             bump("fallbacks", self.disabled)
@@ -116,7 +124,7 @@ class CompiledFunction:
             bump("graph_breaks", str(e))
             if self.fullgraph:
                 raise GraphBreakError(f"graph break in {self.__qualname__}: {e}") from None
-            self.entries[key] = Entry(eager=f"graph break: {e}")
+            self.entries.setdefault(key, []).append(Entry(eager=f"graph break: {e}", modules=trace.modules))
             bump("fallbacks", f"graph break: {e}")
             return trace.result
         try:
@@ -129,6 +137,7 @@ class CompiledFunction:
             return trace.result
         entry = Entry(source="\n".join(m.source for m in modules), inputs=list(trace.inputs),
                       externals=[(vid, ref, tensor_meta(ref())) for vid, ref in trace.externals],
+                      modules=trace.modules, n_results=len(trace.outputs), mutates=list(trace.mutations),
                       single=trace.single)
         if parts is None:
             entry.module = modules[0]
@@ -138,7 +147,9 @@ class CompiledFunction:
                                     len(trace.outputs), d.differentiable, d.placeholders, parts.saved,
                                     d.targets, d.grads)
             entry.function = make_function(entry.program, sanitize(name))
-        self.entries[key] = entry
+        self.entries.setdefault(key, []).append(entry)
+        if trace.mutations or trace.seeds:  # the capture run already wrote its inputs or drew its
+            return trace.result  # seeds: running again would repeat the writes or draw again
         return self._run(entry, tensors, args, kwargs)
 
     def _build(self, graph, plan, source: str) -> Module:
@@ -149,14 +160,17 @@ class CompiledFunction:
 
     def _run(self, entry: Entry, tensors: list, args: tuple, kwargs: dict):
         externals = [ref() for _, ref, _ in entry.externals]
+        checking = self.mode == "check"
+        if checking:
+            before = _CheckState(entry, tensors + externals)
         if entry.program is not None:
             result = entry.function.apply(*tensors, *externals)
         else:
             values = dict(zip(entry.inputs, tensors))
             values.update(zip((v for v, _, _ in entry.externals), externals))
-            result = entry.module.execute(values)
-        if self.mode == "check":
-            check_call(entry, self.fn, tensors + externals, args, kwargs, result)
+            result = entry.module.execute(values)[: entry.n_results]
+        if checking:
+            check_call(entry, self.fn, tensors + externals, args, kwargs, result, before.rewind())
         return result[0] if entry.single else result
 
 
@@ -170,17 +184,48 @@ def trace_call(fn: Callable, args: tuple, kwargs: dict) -> tuple[Trace, Derivati
 
 def lower(trace: Trace, name: str) -> tuple:
     """(graph, plan, C source) of a trace; raises GraphBreak where it cannot be lowered."""
-    graph = eliminate_dead_code(build_graph(trace))
+    graph = eliminate_dead_code(simplify(build_graph(trace)))
     plan = schedule(graph)
     return graph, plan, render(graph, plan, name)
 
 
-def _externals_ok(entry: Entry) -> bool:
+def _alive(entry: Entry) -> bool:
+    return all(ref() is not None for _, ref, _ in entry.externals) and all(ref() is not None
+                                                                         for ref, _ in entry.modules)
+
+
+def _guards_hold(entry: Entry) -> bool:
+    """The guards beyond the key: every captured parameter/buffer is alive with the same
+    metadata, and every module the function called is in the same train/eval mode."""
     for _, ref, meta in entry.externals:
         t = ref()
         if t is None or tensor_meta(t) != meta:
             return False
+    for ref, training in entry.modules:
+        module = ref()
+        if module is None or module.training != training:
+            return False
     return True
+
+
+class _CheckState:
+    """mode="check" runs the compiled call, then eager on the same state: this snapshot
+    of the generator and of the inputs the call writes lets `rewind` restore that state
+    (returning what the compiled call wrote), so eager draws the same dropout masks and
+    updates the same running statistics once."""
+
+    def __init__(self, entry: Entry, tensors: list):
+        ids = entry.inputs + [v for v, _, _ in entry.externals]
+        self.targets = [t for v, t in zip(ids, tensors) if v in entry.mutates]
+        self.saved = [np.array(t._array()) for t in self.targets]
+        self.rng = default_generator().bit_generator.state
+
+    def rewind(self) -> list:
+        written = [np.array(t._array()) for t in self.targets]
+        for t, arr in zip(self.targets, self.saved):
+            t._array()[...] = arr
+        default_generator().bit_generator.state = self.rng
+        return list(zip(self.targets, written))
 
 
 def _dump(source: str) -> None:

@@ -6,11 +6,18 @@ plus `$GRADC_CFLAGS`; -fwrapv makes signed overflow wrap as numpy's integers do,
 which nothing reads) lets gcc turn the runtime's selects into vector blends, so
 `#pragma omp simd` loops calling them vectorise. Any toolchain failure raises
 `BuildError` (the caller warns once and runs eagerly).
+
+Before the first library loads (and with it libgomp), OMP_WAIT_POLICY defaults to
+PASSIVE: with gomp's default, its worker threads spin for a while after each parallel
+loop, and on a machine with few cores they starve the BLAS threads of the very next
+extern matmul (measured: a transformer training step 15x slower). A user's own setting
+wins.
 """
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,27 +28,44 @@ from .errors import BuildError
 from .render import resource_dir
 
 BASE_FLAGS = ("-O2", "-shared", "-fPIC", "-fwrapv", "-fopenmp", "-fno-trapping-math", "-std=gnu11")
-_identities: dict[str, str] = {}
+_identities: dict[tuple, str] = {}
 
 
 def compiler() -> list[str]:
-    return shlex.split(os.environ.get("CC", "") or "cc")
+    return shlex.split(os.environ.get("CC", "")) or ["cc"]
 
 
 def flags() -> list[str]:
     return [*BASE_FLAGS, *shlex.split(os.environ.get("GRADC_CFLAGS", ""))]
 
 
+def _binary_stamp(program: str) -> tuple:
+    """What `program` resolves to on PATH now (real path, inode, size, mtime), so a changed
+    PATH or an upgraded compiler is probed again; () when it cannot be resolved."""
+    found = shutil.which(program)
+    if found is None:
+        return ()
+    try:
+        real = os.path.realpath(found)
+        st = os.stat(real)
+    except OSError:
+        return (found,)
+    return real, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def compiler_identity() -> str:
-    """`$CC --version`'s first line, cached per process (part of the cache key)."""
-    cc = " ".join(compiler())
-    if cc not in _identities:
+    """`$CC --version`'s output (stripped), part of the cache key; probed once per compiler
+    command and binary per process."""
+    cmd = compiler()
+    token = (" ".join(cmd), *_binary_stamp(cmd[0]))
+    if token not in _identities:
+        cc = token[0]
         try:
-            out = subprocess.run([*compiler(), "--version"], capture_output=True, text=True, timeout=30)
-            _identities[cc] = (out.stdout.splitlines() or [f"{cc} (no version)"])[0]
+            out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as e:
             raise BuildError(f"C compiler {cc!r} is not usable: {e}") from e
-    return _identities[cc]
+        _identities[token] = out.stdout.strip() or f"{cc} (no version)"
+    return _identities[token]
 
 
 def compile_source(source: str, target: Path) -> None:
@@ -66,6 +90,7 @@ class Library:
     table)` calls entry i."""
 
     def __init__(self, path: Path, entries: list[str]):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.ffi = cffi.FFI()
         self.ffi.cdef("".join(f"void {name}(void **buf);\n" for name in entries))
         try:

@@ -1,37 +1,56 @@
 """The on-disk kernel cache: safe to share between processes, never trusted blindly.
 
-Layout under `$GRADC_CACHE_DIR` (default `~/.cache/gradc`), a directory created 0700 and
+Layout under `$GRADC_CACHE_DIR` (default `~/.cache/gradc`), a directory kept 0700 and
 refused unless owned by the current user:
 - `<key>.<sha>.so`: an immutable artifact named by its own content hash;
-- `<key>.json`: metadata naming the artifact and its sha256 (JSON, never pickle).
+- `<key>.json`: metadata naming the artifact and its sha256 (JSON, never pickle);
+- `<key>.lock`: present only while a process builds `key` (see below).
 The key is sha256 of (source, runtime header, compiler identity, flags, gradc version).
 Writers build into a temp file and publish with `os.replace`, artifact before metadata,
 so concurrent processes only ever see complete files; readers re-hash the artifact
-before loading it and treat any mismatch as a miss.
+before loading it and treat any mismatch as a miss. On a miss, builders of one key take
+an exclusive `flock` on its lock file and look again once they hold it, so concurrent
+processes build each kernel once and the others load that build. A damaged artifact is
+replaced (never reused because its name exists), and an artifact its metadata no longer
+names is removed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .._version import __version__
 from . import build
+from .config import log
 from .errors import BuildError
 from .render import resource_dir
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no build lock; concurrent builds stay correct, only duplicated
+    fcntl = None
+
 
 def cache_dir() -> Path | None:
-    """The cache directory, created if needed; None (no disk cache) if it is unsafe."""
+    """The cache directory, created if needed and made private (0700); None (no disk
+    cache) if it is unusable or not owned by the current user."""
     root = Path(os.environ.get("GRADC_CACHE_DIR") or Path.home() / ".cache" / "gradc")
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = root.stat()
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            return None
+        if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(root, 0o700)  # ours but open to others (an older version, a manual mkdir)
     except OSError:
-        return None
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
         return None
     return root
 
@@ -47,15 +66,27 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _artifact(root: Path, key: str, meta) -> Path | None:
+    """The artifact `meta` names, if it is a plain name of this key's inside `root`."""
+    name = meta.get("artifact") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or "/" in name or os.sep in name or not name.startswith(f"{key}."):
+        return None
+    return root / name
+
+
 def lookup(root: Path, key: str) -> Path | None:
     """The verified artifact for `key`, or None."""
     try:
         meta = json.loads((root / f"{key}.json").read_text())
-        path = root / meta["artifact"]
-        if path.parent != root or meta.get("key") != key or _sha256(path) != meta["sha256"]:
+        path = _artifact(root, key, meta)
+        if path is None or meta.get("key") != key or meta.get("gradc") != __version__:
+            return None
+        if hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
+            return None
+        if _sha256(path) != meta["sha256"]:
             return None
         return path
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -76,11 +107,74 @@ def store(root: Path, key: str, built: Path) -> Path:
     data = built.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     name = f"{key}.{sha[:16]}.so"
-    if not (root / name).exists():
+    try:
+        intact = _sha256(root / name) == sha
+    except OSError:
+        intact = False
+    if not intact:  # absent, or damaged: never trust a file for its name alone
         _publish(root, name, data)
+    try:
+        previous = _artifact(root, key, json.loads((root / f"{key}.json").read_text()))
+    except (OSError, ValueError):
+        previous = None
     meta = {"key": key, "artifact": name, "sha256": sha, "gradc": __version__}
     _publish(root, f"{key}.json", json.dumps(meta).encode())
+    if previous is not None and previous.name != name:
+        with contextlib.suppress(OSError):
+            previous.unlink()  # orphaned (a nondeterministic compiler); processes using it keep their mapping
     return root / name
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path, key: str) -> Iterator[None]:
+    """Hold the exclusive build lock of `key` (best effort: without flock, no lock). The
+    lock file is removed by its holder; a waiter that wakes on a removed file retries."""
+    path, fd = root / f"{key}.lock", None
+    if fcntl is not None:
+        for _ in range(1000):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                mine, there = os.fstat(fd), os.stat(path)
+                if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                    break
+            except FileNotFoundError:
+                pass  # the previous holder removed it: lock the new one
+            except OSError:  # no locking on this file system
+                os.close(fd)
+                fd = None
+                break
+            os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(fd)
+
+
+def _load(path: Path, entries: list[str]) -> build.Library | None:
+    try:
+        return build.Library(path, entries)
+    except BuildError as e:
+        log.debug("gradc cache: %s; rebuilding", e)
+        return None
+
+
+def _load_private(built: Path, entries: list[str]) -> build.Library:
+    """Load a build without the disk cache, from a temp directory removed once loaded. The
+    file is named by its content hash: the loader reuses a library already loaded under the
+    same path, so a path must never name two different builds."""
+    name = f"{_sha256(built)[:32]}.so"
+    with tempfile.TemporaryDirectory(prefix="gradc-private-", ignore_cleanup_errors=True) as private:
+        target = Path(private) / name
+        os.replace(built, target)
+        return build.Library(target, entries)  # POSIX keeps the mapping after the unlink
 
 
 def build_or_load(source: str, entries: list[str]) -> tuple[build.Library, bool]:
@@ -88,23 +182,29 @@ def build_or_load(source: str, entries: list[str]) -> tuple[build.Library, bool]
     on a miss; raises BuildError on toolchain failure."""
     key = cache_key(source)
     root = cache_dir()
+    failed = None
     if root is not None:
-        hit = lookup(root, key)
-        if hit is not None:
-            try:
-                return build.Library(hit, entries), True
-            except BuildError:
-                pass  # unloadable artifact: rebuild it
-    with tempfile.TemporaryDirectory(prefix="gradc-so-") as tmp:
+        failed = lookup(root, key)
+        if failed is not None:
+            library = _load(failed, entries)
+            if library is not None:
+                return library, True
+    with contextlib.ExitStack() as stack:
+        if root is not None:
+            stack.enter_context(_build_lock(root, key))
+            hit = lookup(root, key)  # a peer may have built it while we waited
+            if hit is not None and hit != failed:
+                library = _load(hit, entries)
+                if library is not None:
+                    return library, True
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="gradc-so-"))
         built = Path(tmp) / "kernel.so"
         build.compile_source(source, built)
-        if root is None:
-            private = Path(tempfile.mkdtemp(prefix="gradc-private-"))
-            target = private / "kernel.so"
-            os.replace(built, target)
-            return build.Library(target, entries), False
-        try:
-            target = store(root, key, built)
-        except OSError as e:
-            raise BuildError(f"cannot write the kernel cache in {root}: {e}") from e
-        return build.Library(target, entries), False
+        if root is not None:
+            try:
+                target = store(root, key, built)
+            except OSError as e:
+                log.warning("gradc.compile: cannot write the kernel cache in %s (%s); not caching", root, e)
+            else:
+                return build.Library(target, entries), False
+        return _load_private(built, entries), False

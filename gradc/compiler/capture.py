@@ -30,8 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .. import dtypes
 from ..dtypes import dtype as DType
-from ..ops import dispatch
+from ..factories import full
+from ..ops import OPS, dispatch
+from ..ops.indexing import INDEX_SLOT
 from ..ops.shapes import norm_dims
 from ..tensor import Tensor
 from .constants import fill_value
@@ -44,8 +49,14 @@ REDUCTIONS = ("sum", "amax", "amin", "prod")
 # Ops run as extern steps (their eager kernel on the buffers): kernels that are pure
 # functions of their arrays and attrs, whose output shape the input shapes fix.
 EXTERNS = frozenset({"class_index", "matmul", "einsum", "softmax", "log_softmax", "argmax", "argmin",
-                     "cumsum", "gather", "scatter_add", "strided_scatter", "cat", "tril", "triu", "flip",
-                     "constant_pad", "unfold", "fold"})
+                     "cumsum", "gather", "scatter_add", "index", "index_put", "strided_scatter", "cat", "tril",
+                     "triu", "flip", "constant_pad", "unfold", "fold"})
+# Ops the compiler deliberately does not lower: a call breaks the graph with this reason.
+GRAPH_BREAKS = {
+    "argsort": "argsort is data-dependent ordering (not compiled)",
+    "to_device": "device transfers are not compiled",
+    "as_strided": "as_strided can alias arbitrary memory (not compiled)",
+}
 _STATIC = (type(None), bool, int, float, str, slice, type(Ellipsis))
 VIEWS = ("view", "permute", "expand", "basic_index")
 _HOOKS = ("register_hook", "retain_grad")
@@ -73,6 +84,10 @@ class Trace:
     records: list = field(default_factory=list)
     outputs: list = field(default_factory=list)  # value ids returned, in order
     single: bool = True  # the function returned one tensor (not a tuple)
+    seeds: list = field(default_factory=list)  # value ids of per-call random seeds (0-d int64 inputs)
+    constants: dict = field(default_factory=dict)  # value id -> array of a tensor made from known data
+    mutations: dict = field(default_factory=dict)  # input/external value id -> value id written into it
+    modules: list = field(default_factory=list)  # (weakref to an nn.Module called, its `training`)
     breaks: list = field(default_factory=list)
     break_sites: dict = field(default_factory=dict)  # break reason -> (file, line, code)
     result: Any = None  # what the function returned (eager values)
@@ -101,6 +116,11 @@ class _Tracer:
         self.produced: set[int] = set()  # value ids computed by ops (not inputs or views)
         self.aliases: dict[tuple, int] = {}  # (storage id, offset, shape, strides) -> value id
         self.factories = True  # record constant factories (off while gradc itself makes tensors)
+        self.mutated: dict[int, int] = {}  # id(tensor) -> the input/external value id it overwrote
+        self.write_pending = False  # the next version bump is a write `write` already recorded
+        self.modules: dict[int, tuple] = {}  # id(module) -> (weakref, training)
+        self.unknown: set[int] = set()  # ids of tensors made inside whose values the graph cannot recreate
+        self.held: list = []  # strong refs to those
 
     def value(self, t: Tensor, kind: str) -> int:
         vid = len(self.trace.values)
@@ -112,9 +132,14 @@ class _Tracer:
             self.trace.inputs.append(vid)
         elif kind == "external":
             self.trace.externals.append((vid, t))
+        elif kind == "seed":
+            self.trace.seeds.append(vid)
         return vid
 
     def lookup(self, t: Tensor) -> int:
+        if id(t) in self.unknown:
+            self.brk("a tensor made inside the function by a random factory, `empty` or a copy of tensor "
+                     "data (not compiled)")
         vid = self.ids.get(id(t))
         if vid is None:
             vid = self.aliases.get(_geometry(t))
@@ -133,9 +158,13 @@ class _Tracer:
         out = outs[0]
         if out.device.type != "cpu":
             return self.brk(f"op {op.name!r} runs on {out.device} (only CPU is compiled yet)")
+        if op.name in GRAPH_BREAKS:
+            return self.brk(GRAPH_BREAKS[op.name])
         if op.kind == "view":
             return self.view(op, args[0], out)
         extern = op.name in EXTERNS
+        if op.name == "index" and any(isinstance(a, Tensor) and a.dtype is dtypes.bool_ for a in args[1:]):
+            return self.brk("indexing with a boolean mask has a data-dependent shape (not compiled)")
         if extern and not all(_static(v) for v in attrs.values()):
             return self.brk(f"op {op.name!r} got an attribute that is not a static value")
         if not extern and op.kind == "reduction" and op.name not in REDUCTIONS:
@@ -173,6 +202,88 @@ class _Tracer:
         self.produced.add(vid)
         self.trace.records.append(Record("fill", {"value": number}, [], vid, None, user_source()))
 
+    def made(self, t: Tensor, known: bool) -> None:
+        """A data factory made `t`: from `known` data it is a constant of the graph (its
+        array is kept and passed by pointer); otherwise using it breaks the graph."""
+        if self.trace.breaks or not self.factories:
+            return
+        if not known or t.device.type != "cpu" or t.requires_grad:
+            self.unknown.add(id(t))
+            self.held.append(t)  # ids must stay unique during the capture
+            return
+        vid = self.value(t, "constant")
+        self.trace.constants[vid] = np.array(t._array())
+
+    def random(self, t: Tensor, seed: int) -> None:
+        """A counter-based uniform draw (see gradc.counter_rng): a "rand" node reading a seed
+        input that the compiled program draws afresh on every call."""
+        if self.trace.breaks:
+            return
+        if t.device.type != "cpu":
+            return self.brk(f"a random tensor on {t.device} (only CPU is compiled yet)")
+        self.factories = False
+        seed_t = full((), seed, dtype=dtypes.int64)
+        self.factories = True
+        sid = self.value(seed_t, "seed")
+        vid = self.value(t, "op")
+        self.produced.add(vid)
+        self.trace.records.append(Record("rand", {}, [("value", sid)], vid, None, user_source()))
+
+    def arange(self, t: Tensor, start, step) -> None:
+        """`arange` inside the function: an "arange" node computing start + i * step in
+        float64 (or int64) per element, as the eager factory does."""
+        if self.trace.breaks or not self.factories:
+            return
+        if t.device.type != "cpu" or t.requires_grad:
+            return self.brk("a tensor created inside the function is on another device or requires grad")
+        floating = t.dtype.is_floating_point
+        convert = float if floating else int
+        vid = self.value(t, "op")
+        self.produced.add(vid)
+        self.trace.records.append(Record("arange", {"start": convert(start), "step": convert(step)}, [], vid,
+                                         dtypes.float64 if floating else dtypes.int64, user_source()))
+
+    def write(self, target: Tensor, value) -> None:
+        """An in-place write of `value` (a tensor of target's shape, or a scalar) into the
+        whole of `target`. The graph stays functional: `target` now names the written
+        value; when `target` is an input or a parameter/buffer, the value is also copied
+        back into it after every compiled call (a batch-norm running statistic)."""
+        self.write_pending = True
+        if self.trace.breaks:
+            return
+        if target._base is not None or target.requires_grad:
+            return self.brk("an in-place write to a view or to a tensor that requires grad (not compiled yet)")
+        old = self.lookup(target)
+        if old in self.trace.views or any(spec[0] == old for spec in self.trace.views.values()):
+            return self.brk("an in-place write to a tensor that has views (not compiled yet)")
+        origin = self.mutated.get(id(target))
+        if origin is None and (old in self.trace.inputs or any(v == old for v, _ in self.trace.externals)):
+            origin = old
+        if isinstance(value, Tensor):
+            if tuple(value._shape) != tuple(target._shape):
+                return self.brk("an in-place write that broadcasts its value (not compiled yet)")
+            if value.dtype is not target.dtype:
+                self(OPS["cast"], (value,), {"dtype": target.dtype}, (target,))
+            else:
+                new = self.lookup(value)
+                self.ids[id(target)] = new
+                self.aliases[_geometry(target)] = new
+        else:
+            self.constant(target, value)
+        if self.trace.breaks:
+            return
+        new = self.ids[id(target)]
+        self.aliases[_geometry(target)] = new
+        if origin is not None:
+            self.mutated[id(target)] = origin
+            self.trace.mutations[origin] = new
+
+    def module_called(self, module) -> None:
+        """Remember each module the function calls and its train/eval mode: the compiled
+        code is only valid while every one of them is in the same mode."""
+        if id(module) not in self.modules:
+            self.modules[id(module)] = (weakref.ref(module), module.training)
+
     def view(self, op, src: Tensor, out: Tensor) -> None:
         if op.name not in VIEWS:
             return self.brk(f"view op {op.name!r} is not compiled yet")
@@ -188,7 +299,7 @@ def _static(value) -> bool:
     """Whether an attr can be baked into the program (no tensors or arrays in it)."""
     if isinstance(value, (tuple, list)):
         return all(_static(v) for v in value)
-    return isinstance(value, (*_STATIC, DType))
+    return isinstance(value, (*_STATIC, DType)) or value is INDEX_SLOT
 
 
 def _geometry(t: Tensor) -> tuple:
@@ -215,6 +326,21 @@ def _wrap_break(reason: str, original: Callable) -> Callable:
     return method
 
 
+def _wrap_bump(original: Callable) -> Callable:
+    """A version bump is a write: fine when `_Tracer.write` recorded it, a break otherwise
+    (set_, a custom Function's mark_dirty, ...)."""
+    def bump(self):
+        tracer = getattr(_active, "tracer", None)
+        if tracer is not None:
+            if tracer.write_pending:
+                tracer.write_pending = False
+            else:
+                tracer.brk("an in-place write the compiler cannot follow (set_, mark_dirty, ...)")
+        return original(self)
+
+    return bump
+
+
 def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
     if isinstance(result, Tensor):
         items, trace.single = [result], True
@@ -225,6 +351,11 @@ def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
                           "of tensors is compiled)")
     for r in items:
         vid = tracer.ids.get(id(r))
+        if vid in trace.views and trace.views[vid][0] in tracer.produced:
+            # a view of an intermediate (max(dim)'s squeeze, a 1-d matmul): nothing else can see
+            # its base, so the compiled function returns a contiguous copy of it
+            tracer(OPS["clone"], (r,), {}, (r,))
+            vid = tracer.ids[id(r)]
         if vid is None or vid not in tracer.produced:
             return tracer.brk("an output is an input, a view of one, or made outside the traced ops")
         trace.outputs.append(vid)
@@ -234,6 +365,8 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
             then: Callable[[Trace, _Tracer], None] | None = None) -> Trace:
     """Run `fn(*args, **kwargs)` once under the tracer, then `then(trace, tracer)` if the
     graph is not broken by then; exceptions of `fn` propagate."""
+    from ..nn.modules import module as module_mod
+
     trace = Trace()
     tracer = _Tracer(trace)
     for a in list(args) + list(kwargs.values()):
@@ -246,7 +379,7 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
         try:
             for name, method in saved.items():
                 if name == "_bump_version":
-                    wrapped = _wrap_break("an in-place write (not compiled yet)", method)
+                    wrapped = _wrap_bump(method)
                 elif name in _HOOKS:
                     wrapped = _wrap_break(f"Tensor.{name}() inside the function (not compiled yet)", method)
                 else:
@@ -254,15 +387,18 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
                 setattr(Tensor, name, wrapped)
             _active.tracer = tracer
             dispatch.tracer = tracer
+            module_mod.call_observer = tracer.module_called
             trace.result = fn(*args, **kwargs)
             _collect_outputs(trace, tracer, trace.result)
             if then is not None and not trace.breaks:
                 then(trace, tracer)
         finally:
+            module_mod.call_observer = None
             dispatch.tracer = previous
             _active.tracer = None
             for name, method in saved.items():
                 setattr(Tensor, name, method)
+    trace.modules = list(tracer.modules.values())
     _finish_externals(trace, tracer)
     return trace
 

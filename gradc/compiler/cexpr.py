@@ -24,11 +24,14 @@ _LIMITS = {"int64": ("INT64_MIN", "INT64_MAX"), "int32": ("INT32_MIN", "INT32_MA
            "float64": ("-INFINITY", "INFINITY")}
 # Ops whose C lowering matches numpy on integer and bool operands (C integer arithmetic,
 # compiled with -fwrapv, wraps as numpy does). Others break the graph on integers.
-INTEGER_OPS = frozenset({"fill", "add", "sub", "mul", "neg", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and",
-                         "bitwise_or", "bitwise_xor", "bitwise_not", "logical_not", "where", "cast", "sign",
-                         "maximum", "minimum", "relu", "clamp"})
+INTEGER_OPS = frozenset({"fill", "arange", "clone", "add", "sub", "mul", "neg", "eq", "ne", "lt", "le", "gt", "ge",
+                         "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_not", "where", "cast",
+                         "sign", "maximum", "minimum", "relu", "clamp"})
+# Integer forms of float lowerings (numpy's floor/ceil/round of an integer is the integer)
+_INTEGER_FORMS = {"abs": "(({0}) < 0 ? -({0}) : ({0}))", "floor": "{0}", "ceil": "{0}", "round": "{0}",
+                  "floor_divide": "gradc_floordiv_int({0}, {1})", "remainder": "gradc_remainder_int({0}, {1})"}
 _F32_FUNCS = re.compile(r"\b(exp|log|log1p|expm1|sqrt|sin|cos|tanh|erf|fabs|floor|ceil|rint|pow|fmod|"
-                        r"gradc_floordiv|gradc_remainder|gradc_sigmoid)\(")
+                        r"gradc_floordiv|gradc_remainder|gradc_sigmoid|gradc_uniform)\(")
 _F32_OWN = {"exp": "gradc_expf", "tanh": "gradc_tanhf"}  # gradc_runtime.h, not libm
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?)")
 
@@ -66,15 +69,16 @@ def _small_power(n: int, operand: str) -> str:
     return "1" if n == 0 else "(" + " * ".join([operand] * n) + ")"
 
 
-def node_expression(node: dict, operand_var) -> str:
+def node_expression(node: dict, operand_var, position: str = "") -> str:
     """The C expression computing op `node` (a graph node's attributes) from its operands;
-    `operand_var(node_id)` names the C local holding an operand's value."""
+    `operand_var(node_id)` names the C local holding an operand's value, `position` is the
+    element's index in the node's shape (for the positional ops, see `constants`)."""
     op = op_of(node["op"])
     out_dtype = node["dtype"]
     compute = node["compute"]
     work = compute if compute is not None else out_dtype
     ctype(out_dtype)
-    if not work.is_floating_point and node["op"] not in INTEGER_OPS:
+    if not work.is_floating_point and node["op"] not in INTEGER_OPS and node["op"] not in _INTEGER_FORMS:
         raise GraphBreak(f"op {node['op']!r} on {work.name} is not compiled yet")
     operands = []
     for pos, (tag, ref) in enumerate(node["args"]):
@@ -90,6 +94,8 @@ def node_expression(node: dict, operand_var) -> str:
             return f"({ctype(out_dtype)}){_small_power(int(exponent), operands[0])}"
     if node["op"] == "bitwise_not" and work.name == "bool":
         template = "(!{0})"
+    elif not work.is_floating_point and node["op"] in _INTEGER_FORMS:
+        template = _INTEGER_FORMS[node["op"]]
     else:
         template = op.lowering(node["attrs"]) if callable(op.lowering) else op.lowering
     if work.name == "float32":
@@ -97,4 +103,4 @@ def node_expression(node: dict, operand_var) -> str:
         template = _FLOAT_LITERAL.sub(lambda m: f"((float){m.group(1)})", template)
     named = {k: literal(v, work) for k, v in node["attrs"].items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return f"({ctype(out_dtype)}){template.format(*operands, **named)}"
+    return f"({ctype(out_dtype)}){template.format(*operands, **named, pos=position)}"

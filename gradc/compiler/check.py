@@ -25,6 +25,7 @@ from ..device import CPU
 from ..ops import OPS, dispatch
 from ..tensor import Tensor
 from . import cache
+from .constants import GENERATED, generated_value
 from .errors import CompileCheckError
 from .extern import operand_array
 from .joint import _hooks_suspended
@@ -66,11 +67,11 @@ def _eager_values(g: nx.DiGraph, inputs: dict[int, Tensor]) -> dict[int, np.ndar
         for n in nx.topological_sort(g):
             d = g.nodes[n]
             if d["kind"] == "input":
-                arrays[n] = inputs[n]._array()
+                arrays[n] = d["value"] if d["role"] == "constant" else inputs[n]._array()
             elif d["kind"] == "view":
                 arrays[n] = operand_array(g, n, arrays)
-            elif d["op"] == "fill":
-                arrays[n] = np.full(d["shape"], d["attrs"]["value"], dtype=d["dtype"].np)
+            elif d["op"] in GENERATED:
+                arrays[n] = generated_value(d, [arrays[ref] for tag, ref in d["args"] if tag == "value"])
             else:
                 args = [Tensor._from_array(np, arrays[ref], g.nodes[ref]["dtype"], CPU) if tag == "value"
                         else ref for tag, ref in d["args"]]
@@ -84,6 +85,7 @@ def _compiled_values(g: nx.DiGraph, inputs: dict[int, Tensor]) -> dict[int, np.n
     debug = g.copy()
     order = [n for n in nx.topological_sort(g) if g.nodes[n]["kind"] in ("op", "extern")]
     debug.graph["outputs"] = order
+    debug.graph["mutations"] = []  # the checked call already wrote its inputs
     plan = schedule(debug)
     source = render(debug, plan, "gradc check (all nodes stored)")
     library, _ = cache.build_or_load(source, entry_points(plan))
@@ -115,10 +117,17 @@ def _cotangent(t: Tensor) -> Tensor:
     return Tensor._from_array(np, values.astype(t.dtype.np), t.dtype, CPU)
 
 
-def check_call(entry: Any, fn: Any, tensors: list, args: tuple, kwargs: dict, compiled: tuple) -> None:
+def check_call(entry: Any, fn: Any, tensors: list, args: tuple, kwargs: dict, compiled: tuple,
+               written: list) -> None:
     """Compare `compiled` (the entry's raw output tuple for this call; `tensors` are the
-    call's tensors then the entry's externals) with eager `fn(*args, **kwargs)`."""
+    call's tensors then the entry's externals) with eager `fn(*args, **kwargs)`, and the
+    values the compiled call wrote into inputs (`written`: (tensor, array) pairs, the
+    tensors since rewound) with what eager writes."""
     eager = _as_tuple(fn(*args, **kwargs))
+    for t, arr in written:
+        if not _close(arr, np.asarray(t._array())):
+            raise CompileCheckError("gradc.compile(mode='check'): compiled and eager differ in a value "
+                                    f"written in place into a {t.dtype.name} tensor of shape {list(t.shape)}")
     program = entry.program
     module = entry.module if program is None else program.forward
     ids = entry.inputs + [v for v, _, _ in entry.externals]

@@ -76,7 +76,7 @@ def derive(trace: Trace, tracer, out: Derivation) -> None:
     tracer.factories = True
     out.placeholders = [tracer.value(p, "placeholder") for p in placeholders]
     out.targets = [vid for vid, _ in targets]
-    n_externals, n_breaks = len(trace.externals), len(trace.breaks)
+    n_externals, n_breaks, mutations = len(trace.externals), len(trace.breaks), dict(trace.mutations)
     try:
         with _hooks_suspended([t for _, t in targets]):
             grads = autograd_grad(diff, [t for _, t in targets], grad_outputs=placeholders,
@@ -86,6 +86,8 @@ def derive(trace: Trace, tracer, out: Derivation) -> None:
         return
     if len(trace.externals) > n_externals:
         tracer.brk("the backward reads a tensor made outside the traced ops")
+    if trace.mutations != mutations:
+        tracer.brk("the backward writes into an input in place")
     if len(trace.breaks) > n_breaks:
         trace.breaks[n_breaks:] = [f"backward: {r}" for r in trace.breaks[n_breaks:]]
         return
@@ -125,11 +127,14 @@ def split(trace: Trace, d: Derivation) -> Split:
         values[copies[vid]] = (shape, dtype, _contiguous(shape))
         bwd_records.append(Record("clone", {}, [("value", vid)], copies[vid], None, ("<backward>", 0, "")))
     d.grads = [copies.get(g, g) for g in d.grads]
-    saved_list = sorted(saved)
+    # constants the backward reads are its own (made during the backward, or before it)
+    constants = {v: a for v, a in trace.constants.items() if v >= b or v in saved}
+    saved_list = sorted(saved - set(constants))
     produced = {r.out for r in fwd_records}
     forward = replace(trace, records=fwd_records, views={v: s for v, s in trace.views.items() if v < b},
+                      constants={v: a for v, a in trace.constants.items() if v < b},
                       outputs=list(trace.outputs) + [v for v in saved_list if v in produced])
-    backward = Trace(inputs=list(d.placeholders) + saved_list, externals=[], values=values,
+    backward = Trace(inputs=list(d.placeholders) + saved_list, externals=[], constants=constants, values=values,
                      views=bwd_views, records=bwd_records,
                      outputs=list(dict.fromkeys(g for g in d.grads if g is not None)), single=False)
     return Split(forward, backward, saved_list, d)

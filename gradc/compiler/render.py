@@ -21,6 +21,7 @@ import networkx as nx
 
 from .._version import __version__
 from .cexpr import ctype, limits, node_expression
+from .constants import POSITIONAL
 from .schedule import Kernel, Plan
 
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -81,9 +82,12 @@ class _KernelWriter:
             slot, strides, base = self.plan.buffers[n].slot, d["strides"], 0
         else:
             slot, strides, base = self.plan.buffers[n].slot, _contiguous(d["shape"]), 0
-        shape, space = d["shape"], self.k.space
-        vec = [0] * (len(space) - len(shape)) + [0 if s == 1 else st for s, st in zip(shape, strides)]
-        return slot, base, vec
+        return slot, base, self._broadcast(d["shape"], strides)
+
+    def _broadcast(self, shape: tuple, strides: list) -> list:
+        """Strides of a value of `shape` over the kernel's iteration space (0 where broadcast)."""
+        space = self.k.space
+        return [0] * (len(space) - len(shape)) + [0 if s == 1 else st for s, st in zip(shape, strides)]
 
     def _loops(self, vectors: list) -> list:
         """[size, group, [stride per access]] per loop, outermost first, merged where possible.
@@ -126,7 +130,10 @@ class _KernelWriter:
             for i, st in zip(kept, inner):
                 vec[i] = st
             stores = [(self.plan.buffers[k.roots[0]].slot, 0, vec)]
-        loops = self._loops([v for _, _, v in loads + stores])
+        positional = [n for n in k.nodes if g.nodes[n]["op"] in POSITIONAL]
+        first_position = len(loads) + len(stores)
+        positions = [self._broadcast(g.nodes[n]["shape"], _contiguous(g.nodes[n]["shape"])) for n in positional]
+        loops = self._loops([v for _, _, v in loads + stores] + positions)
         var = [f"i{j}" for j in range(len(loops))]
 
         def offset(base: int, which: int) -> str:
@@ -147,7 +154,8 @@ class _KernelWriter:
         compute_nodes = k.nodes if k.kind == "pointwise" else k.nodes[:-1]
         for n in compute_nodes:
             d = g.nodes[n]
-            expr = node_expression(d, lambda ref: f"v{ref}")
+            position = offset(0, first_position + positional.index(n)) if n in positional else ""
+            expr = node_expression(d, lambda ref: f"v{ref}", position)
             body_values.append(f"const {ctype(d['dtype'])} v{n} = {expr};")
 
         lines, depth = [], 1

@@ -3,7 +3,10 @@
 A `Module` is one lowered graph (forward-only, a training forward, or a backward). Its
 steps run in order: C segments through the built library, extern steps through the op's
 eager kernel (see `extern`). Inputs are bound by graph node id, so the caller never
-depends on the order buffers got slots.
+depends on the order buffers got slots. Seed inputs (dropout) are drawn from gradc's
+global generator on every call, in capture order, so the generator advances as in
+eager; after the steps, values written in place into inputs (batch-norm running
+statistics) are copied into those tensors.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..counter_rng import draw_seed
 from ..device import CPU
 from ..tensor import Tensor
 from .extern import run_extern
@@ -29,6 +33,8 @@ class Module:
     steps: list = field(init=False)  # C segment index (int) or extern Kernel, in run order
     externs: set = field(init=False)  # nodes whose buffer is an extern step's result
     bound: list = field(init=False)  # (node, slot) of buffers bound to input tensors
+    seeds: list = field(init=False)  # (node, slot) of per-call random seeds
+    constants: list = field(init=False)  # (node, slot, array) of constant tensors
     fresh: list = field(init=False)  # (node, slot, shape, numpy dtype) allocated per call
     outputs: list = field(init=False)  # (node, dtype) of each distinct graph output
 
@@ -40,18 +46,28 @@ class Module:
         self.externs = {s.roots[0] for s in self.steps if isinstance(s, Kernel)}
         buffers = self.plan.buffers
         self.bound = [(n, b.slot) for n, b in buffers.items() if b.role in ("arg", "external")]
+        self.seeds = [(n, b.slot) for n, b in buffers.items() if b.role == "seed"]
+        self.constants = [(n, b.slot, self.graph.nodes[n]["value"]) for n, b in buffers.items()
+                          if b.role == "constant"]
         self.fresh = [(n, b.slot, b.shape, b.dtype.np) for n, b in buffers.items()
-                      if b.role not in ("arg", "external") and n not in self.externs]
+                      if b.role not in ("arg", "external", "seed", "constant") and n not in self.externs]
         self.outputs = [(n, buffers[n].dtype) for n in dict.fromkeys(self.graph.graph["outputs"])]
 
     def execute(self, inputs: dict[int, Tensor]) -> tuple:
         """The graph's outputs (in `graph.graph["outputs"]` order) for the input tensors
-        given by node id; each call writes into newly allocated output arrays."""
+        given by node id (seeds too, optionally: absent ones are drawn); each call writes
+        into newly allocated output arrays, then into the inputs the graph mutates."""
         library = self.library
         table = library.pointers(len(self.plan.buffers))
         arrays: dict[int, np.ndarray] = {}  # buffer node -> array; alive until the steps ran
         for node, slot in self.bound:
             arr = arrays[node] = inputs[node]._array()
+            table[slot] = library.address(arr)
+        for node, slot, arr in self.constants:
+            arrays[node] = arr
+            table[slot] = library.address(arr)
+        for node, slot in self.seeds:
+            arr = arrays[node] = inputs[node]._array() if node in inputs else np.array(draw_seed(), np.int64)
             table[slot] = library.address(arr)
         for node, slot, shape, dtype in self.fresh:
             arr = arrays[node] = np.empty(shape, dtype)
@@ -63,5 +79,8 @@ class Module:
                 table[self.plan.buffers[node].slot] = library.address(arr)
             else:
                 library.run(step, table)
+        for target, value in self.graph.graph["mutations"]:
+            inputs[target]._array()[...] = arrays[value]
+            inputs[target]._bump_version()
         outs = {n: Tensor._from_array(np, arrays[n], dtype, CPU) for n, dtype in self.outputs}
         return tuple(outs[n] for n in self.graph.graph["outputs"])

@@ -28,7 +28,7 @@ from .constants import op_of
 @dataclass
 class Buffer:
     node: int
-    role: str  # "arg", "external", "temp" or "output"
+    role: str  # "arg", "external", "seed", "constant", "temp" or "output"
     slot: int  # index into the entry function's buffer array
     shape: tuple
     dtype: object
@@ -134,6 +134,10 @@ def schedule(g: nx.DiGraph) -> Plan:
         add(n, "arg")
     for n in g.graph["externals"]:
         add(n, "external")
+    for n in g.graph["seeds"]:
+        add(n, "seed")
+    for n in g.graph["constants"]:
+        add(n, "constant")
     outputs = list(dict.fromkeys(g.graph["outputs"]))
     computed = sorted(_materialized(g, outputs), key=order.get)
     for n in computed:

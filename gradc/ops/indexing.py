@@ -16,7 +16,7 @@ from .registry import defop
 from .shapes import fmt, norm_dim, numel
 from .views import basic_index, narrow, strided_scatter, unsqueeze, view
 
-_SLOT = object()  # marks where an index tensor goes in a key template
+INDEX_SLOT = object()  # marks where an index tensor goes in a key template
 
 
 # ---------------------------------------------------------------- advanced indexing
@@ -84,12 +84,12 @@ def _check_masks(shape, key: tuple) -> None:
 
 def _template(key: tuple):
     """(template, index tensors): tensors replaced by a slot marker."""
-    return tuple(_SLOT if isinstance(k, Tensor) else k for k in key), [k for k in key if isinstance(k, Tensor)]
+    return tuple(INDEX_SLOT if isinstance(k, Tensor) else k for k in key), [k for k in key if isinstance(k, Tensor)]
 
 
 def _fill(template, arrays):
     it = iter(arrays)
-    return tuple(next(it) if k is _SLOT else k for k in template)
+    return tuple(next(it) if k is INDEX_SLOT else k for k in template)
 
 
 def _index_meta(x, *indices, template):

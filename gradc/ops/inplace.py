@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..tensor import Tensor
+from . import dispatch
 from .shapes import fmt
 
 LEAF = "a leaf Variable that requires grad is being used in an in-place operation."
@@ -41,6 +42,8 @@ def _check_shape(self: Tensor, value) -> None:
 def _write(self: Tensor, value) -> None:
     _check_write(self, value)
     self._array()[...] = value._array() if isinstance(value, Tensor) else value
+    if dispatch.tracer is not None:  # a compiler capture follows the write (see capture.write)
+        dispatch.tracer.write(self, value)
     self._bump_version()
 
 
@@ -87,6 +90,8 @@ def _direct(self: Tensor, ufunc: str, other, alpha):
     from ..device import array_module
 
     is_tensor = isinstance(other, Tensor)
+    if dispatch.tracer is not None:  # a capture records the generic path's op and write
+        return None
     if is_grad_enabled() and (self._requires_grad or (is_tensor and other._requires_grad)):
         return None
     dt = self._storage.dtype
@@ -176,8 +181,7 @@ def fill_(self: Tensor, value) -> Tensor:
                                f"{value.ndim} dimensions.")
         return copy_(self, value.expand(self.shape))
     if not (is_grad_enabled() and self._requires_grad):
-        self._array()[...] = value
-        self._bump_version()
+        _write(self, value)
         return self
     return inplace(self, lambda s: s * 0 + value)
 

@@ -12,9 +12,9 @@ import warnings
 
 import numpy as np
 
-from ... import dtypes
+from ... import counter_rng, dtypes
 from ...autograd.grad_mode import no_grad
-from ...factories import arange, rand, tensor
+from ...factories import arange, tensor
 from ...ops.conv import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -263,7 +263,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0:
         return input
     dt = input.dtype if input.dtype.is_floating_point else dtypes.get_default_dtype()
-    keep = rand(tuple(input.shape), dtype=dt, device=input.device) >= p
+    keep = counter_rng.rand(tuple(input.shape), dt, input.device) >= p
     mask = where(keep, 1 / (1 - p), 0.0).to(dt) if p < 1 else keep.to(dt)
     return _maybe_in_place(input, lambda x: x * mask, inplace)
 

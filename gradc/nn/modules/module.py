@@ -80,6 +80,11 @@ def _forward_unimplemented(self, *args: Any) -> Any:
     raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
 
+# Set by a running gradc.compile capture: told of every module call, so the compiled code
+# can be guarded on each module's train/eval mode.
+call_observer = None
+
+
 class Module:
     """Base class of all layers and models; subclass it and define `forward`.
 
@@ -438,6 +443,8 @@ class Module:
     def _call_impl(self, *args, **kwargs):
         """Pre-hooks, forward, forward hooks, backward-hook wiring (see the module docstring);
         straight to forward when no hook is registered."""
+        if call_observer is not None:
+            call_observer(self)
         if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
                 or self._backward_pre_hooks or _global_forward_pre_hooks or _global_forward_hooks
                 or _global_backward_hooks or _global_backward_pre_hooks):
