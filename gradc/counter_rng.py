@@ -51,5 +51,5 @@ def rand(shape: tuple, dtype, device) -> Tensor:
     xp = array_module(device)
     t = Tensor._from_array(xp, uniform(xp, tuple(shape), seed, dtype.np), dtype, device)
     if dispatch.tracer is not None:
-        dispatch.tracer.random(t, seed)
+        dispatch.tracer.random(t, seed, shape)
     return t

@@ -37,13 +37,14 @@ def _finish(arr, dt, dev, requires_grad: bool) -> Tensor:
     return t
 
 
-def _constant(t: Tensor, value) -> Tensor:
-    """Tell an active compiler capture that `t` is `value` everywhere, so that a compiled
-    function recreates it rather than breaking its graph (see gradc.compiler.constants)."""
+def _constant(t: Tensor, value, size: tuple) -> Tensor:
+    """Tell an active compiler capture that `t` (of the requested `size`, whose ints may be
+    symbolic) is `value` everywhere, so that a compiled function recreates it rather than
+    breaking its graph (see gradc.compiler.constants)."""
     from .ops import dispatch
 
     if dispatch.tracer is not None:
-        dispatch.tracer.constant(t, value)
+        dispatch.tracer.constant(t, value, size)
     return t
 
 
@@ -140,14 +141,14 @@ def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     dt = _float_dtype(dtype)
     dev = as_device(device)
     arr = array_module(dev).zeros(_sizes(size), dtype=dt.np)
-    return _constant(_finish(arr, dt, dev, requires_grad), 0)
+    return _constant(_finish(arr, dt, dev, requires_grad), 0, _sizes(size))
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dtype(dtype)
     dev = as_device(device)
     arr = array_module(dev).ones(_sizes(size), dtype=dt.np)
-    return _constant(_finish(arr, dt, dev, requires_grad), 1)
+    return _constant(_finish(arr, dt, dev, requires_grad), 1, _sizes(size))
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -158,7 +159,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = Fal
     dt = to_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(fill_value)
     dev = as_device(device)
     arr = array_module(dev).full(_sizes((size,)), fill_value, dtype=dt.np)
-    return _constant(_finish(arr, dt, dev, requires_grad), fill_value)
+    return _constant(_finish(arr, dt, dev, requires_grad), fill_value, _sizes((size,)))
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -178,12 +179,14 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: b
     if (step > 0 and end < start) or (step < 0 and end > start):
         raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     n = int(np.ceil(span if span is not None else (end - start) / step))
+    if start == 0 and step == 1 and isinstance(end, int) and type(end) is not int and not isinstance(end, bool):
+        n = end  # a symbolic size (gradc.compiler.symbolic.Sym) stays symbolic
     arr = (start + np.arange(n, dtype=np.float64 if dt.is_floating_point else np.int64) * step)
     t = _finish(arr, dt, device, requires_grad)
     from .ops import dispatch
 
     if dispatch.tracer is not None:  # a compiled function recreates it from (start, step)
-        dispatch.tracer.arange(t, start, step)
+        dispatch.tracer.arange(t, start, step, (n,))
     return t
 
 

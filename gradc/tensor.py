@@ -509,7 +509,7 @@ def _sizes(args) -> tuple:
     """Accept both `f(2, 3)` and `f((2, 3))` / `f([2, 3])` / `f(gradc.Size(...))`."""
     if len(args) == 1 and isinstance(args[0], (tuple, list)):
         args = args[0]
-    return tuple(int(a) for a in args)
+    return tuple(a if isinstance(a, int) else int(a) for a in args)  # int subclasses (sizes) kept
 
 
 def _parse_to(*args, **kwargs):

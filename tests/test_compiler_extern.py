@@ -100,7 +100,8 @@ def test_source_shows_c_segments_and_extern_steps(tmp_path, monkeypatch):
     out = gradc.compile(fn)(a, b, w)
     np.testing.assert_allclose(out.numpy(), fn(a, b, w).numpy(), rtol=1e-6)
     (source,) = [p.read_text() for p in (tmp_path / "dump").iterdir()]
-    assert "void gradc_segment_0(void **buf)" in source and "void gradc_segment_1(void **buf)" in source
+    signature = "(void **buf, const int64_t *sz)"
+    assert f"void gradc_segment_0{signature}" in source and f"void gradc_segment_1{signature}" in source
     assert "Extern step (eager kernel, not C): node" in source and "matmul" in source
     assert "mul_relu" in source and "tanh_add" in source
 

@@ -10,7 +10,10 @@ modules run through an autograd.Function (see `training`). Breaks and toolchain 
 never give wrong answers: the function's eager results are returned instead, and if any
 node of the backward cannot be lowered the whole call pattern runs eagerly.
 
-`dynamic=True` is accepted and ignored in this version: every new shape recompiles.
+Sizes: a new shape recompiles, unless a dynamic entry (symbolic sizes, see `dynamic`)
+matches it: with `dynamic=True` the first compile makes every dim symbolic; otherwise a
+dim becomes symbolic when a second size of it is seen. A dynamic entry serves a new size
+after one eager check capture at that size agrees with its symbolic trace.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from . import cache
 from .capture import Trace, capture
 from .check import check_call
 from .config import bump, config, env_flag
+from .dynamic import all_dims, changed_dims, pattern, signature
 from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
 from .guards import guard_key, tensor_meta
@@ -61,6 +65,9 @@ class Entry:
     n_results: int = 1  # how many leading outputs of the program are the function's
     mutates: list = field(default_factory=list)  # value ids of inputs written in place
     single: bool = True
+    dims: frozenset = frozenset()  # (argument position, dim) compiled with symbolic sizes
+    pattern: tuple | None = None  # the guard-key pattern a dynamic entry may serve
+    symbolic: tuple | None = None  # (trace, derivation) of a dynamic entry, for its checks
 
     @property
     def compiled(self) -> bool:
@@ -70,9 +77,11 @@ class Entry:
 class CompiledFunction:
     """The callable `gradc.compile` returns for a function."""
 
-    def __init__(self, fn: Callable, backend: str, mode: str, fullgraph: bool):
+    def __init__(self, fn: Callable, backend: str, mode: str, fullgraph: bool, dynamic: bool = False):
         self.fn, self.backend, self.mode, self.fullgraph = fn, backend, mode, fullgraph
+        self.dynamic = dynamic and mode != "check"  # check mode compares static graphs only
         self.entries: dict[tuple, list[Entry]] = {}  # guard key -> entries told apart by `_guards_hold`
+        self.dynamic_entries: list[Entry] = []
         self.disabled = ""  # set after a toolchain failure or the recompile limit
         functools.update_wrapper(self, fn)
 
@@ -100,19 +109,55 @@ class CompiledFunction:
             return self._run(entry, tensors, args, kwargs)
         if candidates:  # entries whose parameters or modules died can never match again
             candidates[:] = [e for e in candidates if _alive(e)]
-        if sum(map(len, self.entries.values())) >= config.recompile_limit:
+        if len({id(e) for es in self.entries.values() for e in es}) >= config.recompile_limit:
             self.disabled = f"recompile limit ({config.recompile_limit}) reached for {self.__qualname__}"
             warnings.warn(f"gradc.compile: {self.disabled}; running eagerly from now on", stacklevel=2)
             bump("fallbacks", self.disabled)
             return self.fn(*args, **kwargs)
         return self._compile(key, tensors, args, kwargs)
 
+    def _reuse_dynamic(self, key: tuple, tensors: list, args: tuple, kwargs: dict) -> tuple | None:
+        """A dynamic entry whose pattern fits `key`: capture this call and compare with the
+        entry's symbolic trace at this call's sizes. Returns (reused, trace, derivation),
+        or None when no entry fits."""
+        for e in self.dynamic_entries:
+            if e.pattern != pattern(key, e.dims) or not _guards_hold(e):
+                continue
+            trace, derivation = trace_call(self.fn, args, kwargs)
+            symbolic_trace, symbolic_derivation = e.symbolic
+            sizes = tuple(int(tensors[e.inputs.index(v)]._shape[d]) for v, d in symbolic_trace.symbols)
+            agree = signature(trace, derivation) == signature(symbolic_trace, symbolic_derivation, sizes)
+            if agree:
+                self.entries.setdefault(key, []).append(e)
+                bump("dynamic_reuses", f"{self.__qualname__} at sizes {sizes}")
+            return agree, trace, derivation
+        return None
+
+    def _dynamic_dims(self, key: tuple) -> frozenset:
+        """The dims a new compile for `key` makes symbolic (see `dynamic`)."""
+        if self.dynamic:
+            return all_dims(key)
+        dims: frozenset = frozenset()
+        if self.mode != "check":
+            for other in self.entries:
+                dims |= changed_dims(key, other) or frozenset()
+        return dims if pattern(key, dims) is not None else frozenset()
+
     def _compile(self, key: tuple, tensors: list, args: tuple, kwargs: dict):
         """Capture (with the derived backward when autograd needs one), lower, build, run.
         On a graph break or toolchain failure the capture run's eager results are returned
-        (with their eager autograd graph, so gradients stay exact)."""
+        (with their eager autograd graph, so gradients stay exact). A call a dynamic entry
+        serves after its check capture returns that capture's (eager) results."""
         name = getattr(self.fn, "__qualname__", "function")
-        trace, derivation = trace_call(self.fn, args, kwargs)
+        reuse = self._reuse_dynamic(key, tensors, args, kwargs)
+        dims = frozenset()
+        if reuse is not None:
+            reused, trace, derivation = reuse
+            if reused:
+                return trace.result
+        else:
+            dims = self._dynamic_dims(key)
+            trace, derivation = trace_call(self.fn, args, kwargs, dims)
         try:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
@@ -139,6 +184,9 @@ class CompiledFunction:
                       externals=[(vid, ref, tensor_meta(ref())) for vid, ref in trace.externals],
                       modules=trace.modules, n_results=len(trace.outputs), mutates=list(trace.mutations),
                       single=trace.single)
+        if trace.symbols:
+            entry.dims, entry.pattern, entry.symbolic = dims, pattern(key, dims), (trace, derivation)
+            self.dynamic_entries.append(entry)
         if parts is None:
             entry.module = modules[0]
         else:
@@ -148,8 +196,10 @@ class CompiledFunction:
                                     d.targets, d.grads)
             entry.function = make_function(entry.program, sanitize(name))
         self.entries.setdefault(key, []).append(entry)
+        result = trace.result
+        trace.result = None  # a dynamic entry keeps its trace: not the tensors of this call
         if trace.mutations or trace.seeds:  # the capture run already wrote its inputs or drew its
-            return trace.result  # seeds: running again would repeat the writes or draw again
+            return result  # seeds: running again would repeat the writes or draw again
         return self._run(entry, tensors, args, kwargs)
 
     def _build(self, graph, plan, source: str) -> Module:
@@ -174,12 +224,13 @@ class CompiledFunction:
         return result[0] if entry.single else result
 
 
-def trace_call(fn: Callable, args: tuple, kwargs: dict) -> tuple[Trace, Derivation]:
+def trace_call(fn: Callable, args: tuple, kwargs: dict,
+               dynamic: frozenset = frozenset()) -> tuple[Trace, Derivation]:
     """Capture one call of `fn`, with its derived backward when grad mode is on (the
-    derivation stays empty when nothing requires grad)."""
+    derivation stays empty when nothing requires grad) and symbolic sizes at `dynamic`."""
     derivation = Derivation()
     then = functools.partial(derive, out=derivation) if is_grad_enabled() else None
-    return capture(fn, args, kwargs, then=then), derivation
+    return capture(fn, args, kwargs, then=then, dynamic=dynamic), derivation
 
 
 def lower(trace: Trace, name: str) -> tuple:
@@ -242,7 +293,8 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
 
     Usable as `@gradc.compile`, `@gradc.compile(...)` or `gradc.compile(module)` (a shallow
     copy sharing the module's parameters, whose forward is compiled). `backend="cuda"` is
-    not built yet and runs eagerly; `dynamic` is accepted and ignored for now.
+    not built yet and runs eagerly. `dynamic=True` compiles symbolic sizes for every dim
+    from the first call; without it a dim turns symbolic once a second size of it is seen.
     """
     if mode not in ("default", "eager", "check"):
         raise ValueError(f"gradc.compile: unknown mode {mode!r}")
@@ -255,6 +307,6 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
 
     if isinstance(fn, Module):
         module = copy.copy(fn)
-        object.__setattr__(module, "forward", CompiledFunction(fn.forward, effective, mode, fullgraph))
+        object.__setattr__(module, "forward", CompiledFunction(fn.forward, effective, mode, fullgraph, dynamic))
         return module
-    return CompiledFunction(fn, effective, mode, fullgraph)
+    return CompiledFunction(fn, effective, mode, fullgraph, dynamic)

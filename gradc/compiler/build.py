@@ -85,14 +85,15 @@ def compile_source(source: str, target: Path) -> None:
 
 
 class Library:
-    """A loaded kernel library with entry points `entries` (each `void f(void **buf)`):
-    `pointers(n)` makes the buffer table the caller fills (with `address(array)`), `run(i,
-    table)` calls entry i."""
+    """A loaded kernel library with entry points `entries` (each `void f(void **buf, const
+    int64_t *sz)`): `pointers(n)` makes the buffer table the caller fills (with
+    `address(array)`), `sizes(values)` the table of dynamic sizes, `run(i, table, sizes)`
+    calls entry i."""
 
     def __init__(self, path: Path, entries: list[str]):
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.ffi = cffi.FFI()
-        self.ffi.cdef("".join(f"void {name}(void **buf);\n" for name in entries))
+        self.ffi.cdef("".join(f"void {name}(void **buf, const int64_t *sz);\n" for name in entries))
         try:
             self.lib = self.ffi.dlopen(str(path))
             self._entries = [getattr(self.lib, name) for name in entries]
@@ -110,5 +111,8 @@ class Library:
             return self.ffi.from_buffer(array)
         return self.ffi.cast("void *", array.ctypes.data)
 
-    def run(self, index: int, table) -> None:
-        self._entries[index](table)
+    def sizes(self, values: tuple):
+        return self.ffi.new("int64_t[]", list(values)) if values else self.ffi.NULL
+
+    def run(self, index: int, table, sizes) -> None:
+        self._entries[index](table, sizes)

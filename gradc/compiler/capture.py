@@ -38,8 +38,10 @@ from ..factories import full
 from ..ops import OPS, dispatch
 from ..ops.indexing import INDEX_SLOT
 from ..ops.shapes import norm_dims
+from ..size import Size, contiguous_strides
 from ..tensor import Tensor
 from .constants import fill_value
+from .symbolic import Sym, is_symbolic
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOCK = threading.RLock()  # one capture at a time: the Tensor method wrappers are global
@@ -88,6 +90,7 @@ class Trace:
     constants: dict = field(default_factory=dict)  # value id -> array of a tensor made from known data
     mutations: dict = field(default_factory=dict)  # input/external value id -> value id written into it
     modules: list = field(default_factory=list)  # (weakref to an nn.Module called, its `training`)
+    symbols: list = field(default_factory=list)  # size symbol k is dim symbols[k][1] of input value symbols[k][0]
     breaks: list = field(default_factory=list)
     break_sites: dict = field(default_factory=dict)  # break reason -> (file, line, code)
     result: Any = None  # what the function returned (eager values)
@@ -177,6 +180,8 @@ class _Tracer:
         for a in args:
             if isinstance(a, Tensor):
                 arg_refs.append(("value", self.lookup(a)))
+                if self.trace.symbols:
+                    self._symbolic_metadata(a, arg_refs[-1][1])
             elif isinstance(a, (bool, int, float)):
                 arg_refs.append(("const", a))
             else:
@@ -184,13 +189,17 @@ class _Tracer:
         attrs = dict(attrs)
         if not extern and op.kind == "reduction":
             attrs["dim"] = tuple(norm_dims(attrs.get("dim"), len(args[0]._shape), op.name))
-        _, compute = op.meta(*args, **attrs)
+        specs, compute = op.meta(*args, **attrs)
+        if self.trace.symbols and is_symbolic(specs[0][0]):  # carry the symbolic shape on
+            out._shape, out._stride = Size(specs[0][0]), None
         vid = self.value(out, "op")
         self.produced.add(vid)
         self.trace.records.append(Record(op.name, attrs, arg_refs, vid, compute, user_source()))
 
-    def constant(self, t: Tensor, value) -> None:
-        """A factory made `t` with every element `value`: record it as a "fill" node."""
+    def constant(self, t: Tensor, value, size: tuple | None = None) -> None:
+        """A factory made `t` (of `size`, which may be symbolic) with every element `value`:
+        record it as a "fill" node."""
+        self._sized(t, size)
         if self.trace.breaks or not self.factories:
             return
         if t.device.type != "cpu" or t.requires_grad:
@@ -214,13 +223,26 @@ class _Tracer:
         vid = self.value(t, "constant")
         self.trace.constants[vid] = np.array(t._array())
 
-    def random(self, t: Tensor, seed: int) -> None:
+    def _symbolic_metadata(self, t: Tensor, vid: int) -> None:
+        """Give `t` the symbolic shape and strides recorded for its value: autograd unpacks
+        saved tensors as new objects with plain sizes, and shape rules must see symbols."""
+        shape, _, strides = self.trace.values[vid]
+        if is_symbolic(shape) and not is_symbolic(tuple(t._shape)):
+            t._shape, t._stride = Size(shape), tuple(strides)
+
+    def _sized(self, t: Tensor, size: tuple | None) -> None:
+        """Give a tensor a factory made its symbolic size (the array only has the values)."""
+        if size is not None and self.trace.symbols and is_symbolic(size):
+            t._shape, t._stride = Size(size), None
+
+    def random(self, t: Tensor, seed: int, size: tuple | None = None) -> None:
         """A counter-based uniform draw (see gradc.counter_rng): a "rand" node reading a seed
         input that the compiled program draws afresh on every call."""
         if self.trace.breaks:
             return
         if t.device.type != "cpu":
             return self.brk(f"a random tensor on {t.device} (only CPU is compiled yet)")
+        self._sized(t, size)
         self.factories = False
         seed_t = full((), seed, dtype=dtypes.int64)
         self.factories = True
@@ -229,13 +251,14 @@ class _Tracer:
         self.produced.add(vid)
         self.trace.records.append(Record("rand", {}, [("value", sid)], vid, None, user_source()))
 
-    def arange(self, t: Tensor, start, step) -> None:
+    def arange(self, t: Tensor, start, step, size: tuple | None = None) -> None:
         """`arange` inside the function: an "arange" node computing start + i * step in
         float64 (or int64) per element, as the eager factory does."""
         if self.trace.breaks or not self.factories:
             return
         if t.device.type != "cpu" or t.requires_grad:
             return self.brk("a tensor created inside the function is on another device or requires grad")
+        self._sized(t, size)
         floating = t.dtype.is_floating_point
         convert = float if floating else int
         vid = self.value(t, "op")
@@ -303,7 +326,9 @@ def _static(value) -> bool:
 
 
 def _geometry(t: Tensor) -> tuple:
-    return (id(t._storage), t._offset, tuple(t._shape), tuple(t.stride()))
+    """Where `t`'s elements are; plain ints, so a symbolic and a concrete copy of the same
+    metadata (autograd's unpacked saved tensors) are the same place."""
+    return (id(t._storage), int(t._offset), tuple(map(int, t._shape)), tuple(map(int, t.stride())))
 
 
 def _wrap_read(name: str, original: Callable) -> Callable:
@@ -362,16 +387,20 @@ def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
 
 
 def capture(fn: Callable, args: tuple, kwargs: dict,
-            then: Callable[[Trace, _Tracer], None] | None = None) -> Trace:
+            then: Callable[[Trace, _Tracer], None] | None = None, dynamic: frozenset = frozenset()) -> Trace:
     """Run `fn(*args, **kwargs)` once under the tracer, then `then(trace, tracer)` if the
-    graph is not broken by then; exceptions of `fn` propagate."""
+    graph is not broken by then; exceptions of `fn` propagate. `dynamic` holds (argument
+    position, dim) pairs whose sizes become symbols (see `symbolic`)."""
     from ..nn.modules import module as module_mod
 
     trace = Trace()
     tracer = _Tracer(trace)
+    if dynamic:
+        args, kwargs = _symbolic_arguments(trace, args, kwargs, dynamic)
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, Tensor) and id(a) not in tracer.ids:
             tracer.value(a, "arg")
+    trace.symbols = [(tracer.ids[id(t)], dim) for t, dim in trace.symbols]
     with _LOCK:
         saved = {name: getattr(Tensor, name) for name in (*_DATA_READS, *_HOOKS, "_bump_version")
                  if hasattr(Tensor, name)}
@@ -401,6 +430,26 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
     trace.modules = list(tracer.modules.values())
     _finish_externals(trace, tracer)
     return trace
+
+
+def _symbolic_arguments(trace: Trace, args: tuple, kwargs: dict, dynamic: frozenset) -> tuple[tuple, dict]:
+    """The call's arguments with each tensor that has dynamic dims replaced by an alias
+    (a view of it, so gradients still reach it) whose sizes at those dims are symbols;
+    `trace.symbols` gets (alias, dim) per symbol, in symbol order."""
+    values = list(args) + list(kwargs.values())
+    aliases = {}
+    for position, dim in sorted(dynamic):
+        t = values[position]
+        if id(t) not in aliases:
+            aliases[id(t)] = (t, t[...], list(t.shape))
+        _, alias, shape = aliases[id(t)]
+        shape[dim] = Sym.symbol(len(trace.symbols), int(shape[dim]))
+        trace.symbols.append((alias, dim))
+    for t, alias, shape in aliases.values():
+        strides = contiguous_strides(shape) if t.is_contiguous() else t.stride()
+        alias._shape, alias._stride = Size(shape), tuple(strides)
+    swap = [aliases[id(v)][1] if isinstance(v, Tensor) and id(v) in aliases else v for v in values]
+    return tuple(swap[:len(args)]), dict(zip(kwargs, swap[len(args):]))
 
 
 def _finish_externals(trace: Trace, tracer: _Tracer) -> None:

@@ -15,6 +15,7 @@ import re
 
 from .constants import op_of
 from .errors import GraphBreak
+from .symbolic import Sym
 
 CTYPES = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
           "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "bool": "bool"}
@@ -48,7 +49,10 @@ def limits(dtype) -> tuple[str, str]:
 
 
 def literal(value, dtype) -> str:
-    """A Python scalar as a C literal of `dtype` (converted as numpy converts it)."""
+    """A Python scalar as a C literal of `dtype` (converted as numpy converts it); a
+    symbolic size becomes its C expression, converted."""
+    if isinstance(value, Sym):
+        return f"(({ctype(dtype)}){value})"
     if dtype.is_floating_point:
         v = float(value)
         if math.isnan(v):

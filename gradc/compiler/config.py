@@ -21,7 +21,8 @@ class Config:
 
 config = Config()
 
-COUNTER_NAMES = ("compiles", "disk_hits", "memory_hits", "fallbacks", "graph_breaks")
+# dynamic_reuses: a new size served by an existing symbolic entry (after its check capture)
+COUNTER_NAMES = ("compiles", "disk_hits", "memory_hits", "fallbacks", "graph_breaks", "dynamic_reuses")
 counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
 
 

@@ -16,22 +16,25 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..ops import OPS
 from .schedule import Kernel
+from .symbolic import evaluate
 
 
-def operand_array(g: nx.DiGraph, n: int, arrays: dict[int, np.ndarray]) -> np.ndarray:
+def operand_array(g: nx.DiGraph, n: int, arrays: dict[int, np.ndarray], sizes: tuple = ()) -> np.ndarray:
     """The array of node `n` (an input, a view or a computed value) given the arrays of
-    the buffers by node."""
+    the buffers by node and the dynamic sizes of this call."""
     d = g.nodes[n]
     if d["kind"] != "view":
         return arrays[n]
     root = arrays[d["root"]]
     item = root.itemsize
-    start = as_strided(root, shape=(d["offset"] + 1,), strides=(item,), writeable=False)[d["offset"]:]
-    return as_strided(start, shape=d["shape"], strides=[s * item for s in d["strides"]], writeable=False)
+    offset, shape, strides = evaluate((d["offset"], tuple(d["shape"]), tuple(d["strides"])), sizes)
+    start = as_strided(root, shape=(offset + 1,), strides=(item,), writeable=False)[offset:]
+    return as_strided(start, shape=shape, strides=[s * item for s in strides], writeable=False)
 
 
-def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray]) -> np.ndarray:
-    """Run extern step `k`; returns the C-contiguous array holding its result."""
+def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray], sizes: tuple = ()) -> np.ndarray:
+    """Run extern step `k` at this call's dynamic sizes; returns the C-contiguous array
+    holding its result."""
     n = k.roots[0]
     d = g.nodes[n]
     want = d["compute"].np if d["compute"] is not None else None
@@ -40,15 +43,16 @@ def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray]) -> np.nd
         if tag == "const":
             args.append(ref)
             continue
-        a = operand_array(g, ref, arrays)
+        a = operand_array(g, ref, arrays, sizes)
         if want is not None and a.dtype != want:
             a = a.astype(want)
         args.append(a)
-    result = np.asarray(OPS[d["op"]].kernel(np, *args, **d["attrs"]))
+    result = np.asarray(OPS[d["op"]].kernel(np, *args, **evaluate(d["attrs"], sizes)))
     dtype = d["dtype"].np
-    if result.shape != tuple(d["shape"]):
+    planned = evaluate(tuple(d["shape"]), sizes)
+    if result.shape != planned:
         raise RuntimeError(f"gradc.compile: extern step {d['op']} (node {n}) returned shape "
-                           f"{result.shape}, planned {tuple(d['shape'])}")
+                           f"{result.shape}, planned {planned}")
     if result.dtype == dtype and result.flags.c_contiguous and result.base is None:
         return result
     out = np.empty(result.shape, dtype=dtype)

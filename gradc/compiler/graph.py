@@ -17,7 +17,8 @@ Graph attributes: `inputs` (arg node ids in call order), `externals`, `seeds`, `
 `outputs`
 (the function's outputs, then the values written into mutated inputs), `n_results` (how
 many leading outputs are the function's), `mutations` ((input node, node whose value is
-copied into it after each call) pairs).
+copied into it after each call) pairs), `symbols` (size symbol k is dim symbols[k][1] of
+input node symbols[k][0]; shapes, strides and offsets may then hold `symbolic.Sym`s).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def build_graph(trace: Trace) -> nx.DiGraph:
     g = nx.DiGraph(inputs=list(trace.inputs), externals=[vid for vid, _ in trace.externals],
                    seeds=list(trace.seeds), constants=list(trace.constants),
                    outputs=list(trace.outputs) + [v for _, v in mutations], n_results=len(trace.outputs),
-                   mutations=mutations)
+                   mutations=mutations, symbols=list(trace.symbols))
     for role, vids in (("arg", trace.inputs), ("external", [vid for vid, _ in trace.externals]),
                        ("seed", trace.seeds)):
         for vid in vids:

@@ -126,7 +126,7 @@ def split(trace: Trace, d: Derivation) -> Split:
         copies[vid] = len(values)
         values[copies[vid]] = (shape, dtype, _contiguous(shape))
         bwd_records.append(Record("clone", {}, [("value", vid)], copies[vid], None, ("<backward>", 0, "")))
-    d.grads = [copies.get(g, g) for g in d.grads]
+    d = replace(d, grads=[copies.get(g, g) for g in d.grads])  # the capture's own stays as traced
     # constants the backward reads are its own (made during the backward, or before it)
     constants = {v: a for v, a in trace.constants.items() if v >= b or v in saved}
     saved_list = sorted(saved - set(constants))

@@ -23,11 +23,32 @@ from .._version import __version__
 from .cexpr import ctype, limits, node_expression
 from .constants import POSITIONAL
 from .schedule import Kernel, Plan
+from .symbolic import Sym, same
 
 PARALLEL_MIN_ELEMENTS = 1 << 16
 ROW_TILE = 1024  # accumulators per row tile of a reduction over leading dims (8 KiB of doubles)
 _GROUPS = ("outer", "inner", "row")  # loop groups, outermost first
+_SYMBOL = re.compile(r"\bs(\d+)\b")
 _UNSAFE = re.compile(r"[^\x20-\x7e]|\*/|/\*|\?\?")
+
+
+def _one(x: int) -> bool:
+    """Known to be 1 at every size (a symbolic size never is: dynamic dims are >= 2)."""
+    return not isinstance(x, Sym) and x == 1
+
+
+def _zero(x: int) -> bool:
+    return not isinstance(x, Sym) and x == 0
+
+
+def _above_one(x: int) -> bool:
+    return isinstance(x, Sym) or x > 1
+
+
+def _pragma(parallel: str, simd: bool) -> str:
+    """An OpenMP pragma; `parallel` is "" (no threads), "always" or an `if(...)` clause."""
+    words = (["parallel for"] if parallel else []) + (["simd"] if simd else [])
+    return "#pragma omp " + " ".join(words + ([parallel] if parallel.startswith("if(") else []))
 
 
 def sanitize(text: str, limit: int = 100) -> str:
@@ -87,7 +108,7 @@ class _KernelWriter:
     def _broadcast(self, shape: tuple, strides: list) -> list:
         """Strides of a value of `shape` over the kernel's iteration space (0 where broadcast)."""
         space = self.k.space
-        return [0] * (len(space) - len(shape)) + [0 if s == 1 else st for s, st in zip(shape, strides)]
+        return [0] * (len(space) - len(shape)) + [0 if _one(s) else st for s, st in zip(shape, strides)]
 
     def _loops(self, vectors: list) -> list:
         """[size, group, [stride per access]] per loop, outermost first, merged where possible.
@@ -97,17 +118,17 @@ class _KernelWriter:
         innermost loop over a row of accumulators (see `_reduction_by_rows`) rather than
         outer loops above a strided walk of the reduced dims."""
         space, reduced = self.k.space, set(self.k.reduce_dims)
-        last = max((d for d in reduced if space[d] > 1), default=len(space))
+        last = max((d for d in reduced if _above_one(space[d])), default=len(space))
         kept = [i for i in range(len(space)) if i not in reduced]
         order = ([(d, "outer") for d in kept if d < last] + [(d, "inner") for d in sorted(reduced)]
                  + [(d, "row") for d in kept if d > last])
         loops = []
         for dim, group in order:
-            if space[dim] == 1:
+            if _one(space[dim]):
                 continue
             strides = [v[dim] for v in vectors]
             if loops and loops[-1][1] == group and all(
-                    a == b * space[dim] for a, b in zip(loops[-1][2], strides)):
+                    same(a, b * space[dim]) for a, b in zip(loops[-1][2], strides)):
                 loops[-1][0] *= space[dim]
                 loops[-1][2] = strides
             else:
@@ -137,9 +158,9 @@ class _KernelWriter:
         var = [f"i{j}" for j in range(len(loops))]
 
         def offset(base: int, which: int) -> str:
-            terms = [f"{var[j]} * {loop[2][which]}" if loop[2][which] != 1 else var[j]
-                     for j, loop in enumerate(loops) if loop[2][which] != 0]
-            return " + ".join(([str(base)] if base else []) + terms) or "0"
+            terms = [f"{var[j]} * {loop[2][which]}" if not _one(loop[2][which]) else var[j]
+                     for j, loop in enumerate(loops) if not _zero(loop[2][which])]
+            return " + ".join(([str(base)] if not _zero(base) else []) + terms) or "0"
 
         for slot, _, _ in loads:
             node = next(n for n in k.loads if self._slot(n) == slot)
@@ -162,7 +183,9 @@ class _KernelWriter:
         total = 1
         for s in k.space:
             total *= s
-        parallel = total >= PARALLEL_MIN_ELEMENTS
+        # with symbolic sizes the thread count is decided at run time (an OpenMP `if` clause)
+        parallel = f"if({total} >= {PARALLEL_MIN_ELEMENTS})" if isinstance(total, Sym) else \
+            "always" if total >= PARALLEL_MIN_ELEMENTS else ""
 
         def emit(text: str) -> None:
             lines.append("    " * depth + text)
@@ -173,9 +196,9 @@ class _KernelWriter:
             depth += 1
 
         def open_loop(j: int, start: str = "0", simd: bool = False) -> None:
-            threads = j == 0 and loops[0][1] == "outer" and loops[0][0] > 1 and parallel
+            threads = j == 0 and loops[0][1] == "outer" and _above_one(loops[0][0]) and parallel
             if threads or simd:
-                emit("#pragma omp " + " ".join((["parallel for"] if threads else []) + (["simd"] if simd else [])))
+                emit(_pragma(parallel if threads else "", simd))
             end = loops[j][0] if start == "0" else "tile_end"
             open_block(f"for (int64_t {var[j]} = {start}; {var[j]} < {end}; ++{var[j]}) {{")
 
@@ -203,7 +226,7 @@ class _KernelWriter:
             store = f"b{slot}[{offset(base, len(loads))}] = ({ctype(d['dtype'])})"
             if loops and loops[-1][1] == "row":
                 self._reduction_by_rows(loops, var, n_outer, d, operand, body_values, store,
-                                        (emit, open_block, open_loop, close_loop), parallel and n_outer == 0)
+                                        (emit, open_block, open_loop, close_loop), parallel if n_outer == 0 else "")
             else:
                 acc_t, init, combine = self._accumulator(d, operand, "acc")
                 emit(f"{acc_t} acc = {init};")
@@ -220,11 +243,15 @@ class _KernelWriter:
         summary = (f"{k.kind} over shape {list(k.space)}" +
                    (f", reducing dims {list(k.reduce_dims)}" if k.reduce_dims else ""))
         params = [self.params[s] for s in sorted(self.params)]
+        arguments = [f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]" for s, p in sorted(self.params.items())]
+        symbols = sorted({int(m) for m in _SYMBOL.findall("\n".join(lines))})
+        if symbols:  # sizes of dynamic dims, read once per call
+            params.append("const int64_t *restrict sz")
+            arguments.append("sz")
+            lines[:0] = [f"    const int64_t s{i} = sz[{i}];" for i in symbols]
         source = _environment().get_template("kernel.c.j2").render(
             name=k.name, summary=summary, comments=comments, params=params, body=lines)
-        call = f"{k.name}(" + ", ".join(f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]"
-                                         for s, p in sorted(self.params.items())) + ");"
-        return {"source": source, "call": call}
+        return {"source": source, "call": f"{k.name}({', '.join(arguments)});"}
 
     def _slot(self, n: int) -> int:
         d = self.g.nodes[n]
@@ -243,10 +270,10 @@ class _KernelWriter:
         combines its values in the same order as the one-accumulator form."""
         emit, open_block, open_loop, close_loop = writer
         width, row = loops[-1][0], var[-1]
-        tile = min(ROW_TILE, width)
+        tile = ROW_TILE if isinstance(width, Sym) else min(ROW_TILE, width)
         acc_t, init, combine = self._accumulator(d, operand, f"acc[{row} - tile]")
-        if parallel and width > tile:
-            emit("#pragma omp parallel for")
+        if parallel and (isinstance(width, Sym) or width > tile):
+            emit(_pragma(parallel, False))
         open_block(f"for (int64_t tile = 0; tile < {width}; tile += {tile}) {{  /* a tile of the output row */")
         emit(f"const int64_t tile_end = tile + {tile} < {width} ? tile + {tile} : {width};")
         emit(f"{acc_t} acc[{tile}];")

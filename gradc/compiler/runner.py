@@ -20,6 +20,7 @@ from ..device import CPU
 from ..tensor import Tensor
 from .extern import run_extern
 from .schedule import Kernel
+from .symbolic import evaluate
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Module:
     constants: list = field(init=False)  # (node, slot, array) of constant tensors
     fresh: list = field(init=False)  # (node, slot, shape, numpy dtype) allocated per call
     outputs: list = field(init=False)  # (node, dtype) of each distinct graph output
+    symbols: list = field(init=False)  # (input node, dim) giving each dynamic size
 
     def __post_init__(self) -> None:
         """Precompute what `execute` does per buffer, so a call walks flat lists instead
@@ -52,14 +54,23 @@ class Module:
         self.fresh = [(n, b.slot, b.shape, b.dtype.np) for n, b in buffers.items()
                       if b.role not in ("arg", "external", "seed", "constant") and n not in self.externs]
         self.outputs = [(n, buffers[n].dtype) for n in dict.fromkeys(self.graph.graph["outputs"])]
+        self.symbols = list(self.graph.graph["symbols"])
 
-    def execute(self, inputs: dict[int, Tensor]) -> tuple:
+    def sizes_of(self, inputs: dict[int, Tensor]) -> tuple:
+        """This call's dynamic sizes (s0, s1, ...), read from the input tensors."""
+        return tuple(int(inputs[node]._shape[dim]) for node, dim in self.symbols)
+
+    def execute(self, inputs: dict[int, Tensor], sizes: tuple | None = None) -> tuple:
         """The graph's outputs (in `graph.graph["outputs"]` order) for the input tensors
-        given by node id (seeds too, optionally: absent ones are drawn); each call writes
-        into newly allocated output arrays, then into the inputs the graph mutates."""
+        given by node id (seeds too, optionally: absent ones are drawn) and the dynamic
+        sizes (read from the inputs when not given); each call writes into newly allocated
+        output arrays, then into the inputs the graph mutates."""
         library = self.library
+        if sizes is None:
+            sizes = self.sizes_of(inputs) if self.symbols else ()
         table = library.pointers(len(self.plan.buffers))
         arrays: dict[int, np.ndarray] = {}  # buffer node -> array; alive until the steps ran
+        size_table = library.sizes(sizes)
         for node, slot in self.bound:
             arr = arrays[node] = inputs[node]._array()
             table[slot] = library.address(arr)
@@ -70,15 +81,15 @@ class Module:
             arr = arrays[node] = inputs[node]._array() if node in inputs else np.array(draw_seed(), np.int64)
             table[slot] = library.address(arr)
         for node, slot, shape, dtype in self.fresh:
-            arr = arrays[node] = np.empty(shape, dtype)
+            arr = arrays[node] = np.empty(evaluate(shape, sizes), dtype)
             table[slot] = library.address(arr)
         for step in self.steps:
             if isinstance(step, Kernel):
                 node = step.roots[0]
-                arr = arrays[node] = run_extern(self.graph, step, arrays)
+                arr = arrays[node] = run_extern(self.graph, step, arrays, sizes)
                 table[self.plan.buffers[node].slot] = library.address(arr)
             else:
-                library.run(step, table)
+                library.run(step, table, size_table)
         for target, value in self.graph.graph["mutations"]:
             inputs[target]._array()[...] = arrays[value]
             inputs[target]._bump_version()

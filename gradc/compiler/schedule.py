@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .constants import op_of
+from .symbolic import same_shape
 
 
 @dataclass
@@ -166,7 +167,7 @@ def schedule(g: nx.DiGraph) -> Plan:
         after = max((written[p] for p in _producers(g, loads)), default=-1)
         shape = tuple(d["shape"])
         home = next((i for i, k in enumerate(kernels) if i > after and k.kind == "pointwise"
-                     and k.space == shape), None)
+                     and same_shape(k.space, shape)), None)
         if home is None:
             kernels.append(Kernel("", "pointwise", [], shape))
             home = len(kernels) - 1

@@ -27,6 +27,8 @@ import numpy as np
 
 from ..dtypes import dtype as DType
 from .constants import fill_value, op_of
+from .symbolic import Sym, is_symbolic, same_shape
+from .symbolic import same as same_size
 
 _COMPUTED = ("op", "extern")
 _FOLD_WIDTH = 4  # elements per operand when folding: a vector, not a lone scalar, as in eager
@@ -40,7 +42,8 @@ def simplify(g: nx.DiGraph) -> nx.DiGraph:
 
     Each sweep walks the graph in topological order, so a node is rewritten after its
     operands reached their final form within that sweep; sweeps repeat while any rewrite
-    happened (every rewrite removes a node or turns an op into a fill, so this ends)."""
+    happened. Every rewrite removes a node, or turns an op into a fill or an output into a
+    copy of another output (each at most once per node), so this ends."""
     while _sweep(g):
         pass
     return g
@@ -53,7 +56,9 @@ def _sweep(g: nx.DiGraph) -> bool:
     for n in list(nx.topological_sort(g)):
         if n not in g or g.nodes[n]["kind"] == "input":
             continue
-        if g.nodes[n]["kind"] == "op":
+        d = g.nodes[n]
+        if d["kind"] == "op" and not is_symbolic(d["args"]) and not is_symbolic(d["attrs"]):
+            # a symbolic size as an operand is a constant at one size only: never fold or rewrite it
             changed |= fold(g, n)
             r = algebraic(g, n)
             if r is not None and replace(g, n, r, outputs):
@@ -153,13 +158,13 @@ def _name(dt) -> str | None:
 def equivalent(a: dict, b: dict) -> bool:
     """Whether two view/op/extern nodes (attribute dicts) compute the same value: same op,
     attrs, operands, compute dtype, dtype and shape (views: same root and geometry)."""
-    if a["kind"] != b["kind"] or a["op"] != b["op"] or tuple(a["shape"]) != tuple(b["shape"]):
+    if a["kind"] != b["kind"] or a["op"] != b["op"] or not same_shape(a["shape"], b["shape"]):
         return False
     if not same(a["dtype"], b["dtype"]):
         return False
     if a["kind"] == "view":
-        return (a["root"] == b["root"] and tuple(a["strides"]) == tuple(b["strides"])
-                and a["offset"] == b["offset"])
+        return (a["root"] == b["root"] and same_shape(a["strides"], b["strides"])
+                and same_size(a["offset"], b["offset"]))
     if a["op"] == "fill":
         return _fill_array(a, 1).tobytes() == _fill_array(b, 1).tobytes()
     return (same(a["compute"], b["compute"]) and same(a["attrs"], b["attrs"])
@@ -177,6 +182,8 @@ def same(a, b) -> bool:
         return True
     if type(a) is not type(b):
         return False
+    if isinstance(a, Sym):
+        return same_size(a, b)
     if isinstance(a, float):
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
@@ -267,7 +274,7 @@ def algebraic(g: nx.DiGraph, n):
         if tag != "value":
             return False
         x = g.nodes[ref]
-        return tuple(x["shape"]) == tuple(d["shape"]) and same(x["dtype"], d["dtype"])
+        return same_shape(x["shape"], d["shape"]) and same(x["dtype"], d["dtype"])
 
     if op in _COPIES and fits(*args[0]):
         return args[0][1] if op == "clone" or same(d["attrs"]["dtype"], d["dtype"]) else None

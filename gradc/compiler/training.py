@@ -38,7 +38,8 @@ def make_function(p: Program, name: str) -> type[Function]:
 
     def forward(ctx, *tensors):
         values = dict(zip(p.inputs, tensors))
-        outs = p.forward.execute(values)
+        ctx.sizes = p.forward.sizes_of(values)  # the backward runs at the forward's dynamic sizes
+        outs = p.forward.execute(values, ctx.sizes)
         values.update(zip(p.forward.graph.graph["outputs"], outs))
         results = outs[: p.n_outputs]
         ctx.save_for_backward(*(values[v] for v in p.saved))
@@ -51,7 +52,7 @@ def make_function(p: Program, name: str) -> type[Function]:
         flowing = [g for g, d in zip(grads, p.differentiable) if d]
         values = {v: g.contiguous() for v, g in zip(p.placeholders, flowing)}
         values.update(zip(p.saved, ctx.saved_tensors))
-        outs = dict(zip(p.backward.graph.graph["outputs"], p.backward.execute(values)))
+        outs = dict(zip(p.backward.graph.graph["outputs"], p.backward.execute(values, ctx.sizes)))
         by_target = {t: outs[g] for t, g in zip(p.targets, p.grads) if g is not None}
         return tuple(by_target.get(v) for v in p.inputs)
 

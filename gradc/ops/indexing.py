@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..size import contiguous_strides
+from ..size import Size, contiguous_strides
 from ..tensor import Tensor
 from .dispatch import apply
 from .registry import defop
@@ -99,6 +99,11 @@ def _index_meta(x, *indices, template):
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
     if any(t.dtype is dtypes.bool_ for t in indices):
         return ((None, x.dtype),), None
+    full = slice(None)
+    if len(indices) == 1 and all(k is INDEX_SLOT or (isinstance(k, slice) and k == full) for k in template) \
+            and len(template) <= x.ndim:  # one index tensor among full slices (embedding, index_select):
+        pos = template.index(INDEX_SLOT)  # built from the sizes themselves, so symbolic ones carry on
+        return ((Size(x.shape[:pos] + tuple(indices[0].shape) + x.shape[pos + 1:]), x.dtype),), None
     probe = np.broadcast_to(np.False_, x.shape)
     dummies = [np.broadcast_to(np.int64(0), t.shape) for t in indices]
     return ((probe[_fill(template, dummies)].shape, x.dtype),), None

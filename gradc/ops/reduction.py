@@ -5,9 +5,8 @@ in terms of these primitives and live at the bottom of the file.
 """
 from __future__ import annotations
 
+import math
 from collections import namedtuple
-
-import numpy as np
 
 from .. import dtypes
 from ..tensor import Tensor
@@ -255,7 +254,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
         raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a "
                            f"floating point or complex dtype. Got: {input.dtype}")
     dims = norm_dims(dim, input.ndim, "mean")
-    n = int(np.prod([input.shape[d] for d in dims])) if dims else 1
+    n = math.prod(input.shape[d] for d in dims)  # a product of sizes (symbolic ones stay symbolic)
     return sum(input, dim, keepdim) / n if n else sum(input, dim, keepdim) * float("nan")
 
 
@@ -263,7 +262,7 @@ def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
     if unbiased is not None:
         correction = 1 if unbiased else 0
     dims = norm_dims(dim, input.ndim, "var")
-    n = int(np.prod([input.shape[d] for d in dims])) if dims else 1
+    n = math.prod(input.shape[d] for d in dims)
     centered = input - mean(input, dim, keepdim=True)
     return sum(centered * centered, dim, keepdim) / (n - correction if n > correction else 0)
 

@@ -129,7 +129,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             if running_mean is not None:
                 running_mean.mul_(1 - momentum).add_((mean.reshape(c) * momentum).to(running_mean.dtype))
             if running_var is not None:
-                unbiased = var.reshape(c) * (momentum * n / (n - 1))
+                unbiased = var.reshape(c) * n / (n - 1) * momentum  # n stays an int: symbolic in a dynamic compile
                 running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype))
     else:
         if running_mean is None or running_var is None:
