@@ -21,7 +21,7 @@ from op_db import F_INT, OP_DB, OpInfo, arr
 
 import gradc
 from gradc import compiler
-from gradc.compiler.capture import EXTERNS, GRAPH_BREAKS, REDUCTIONS, VIEWS
+from gradc.compiler.capture import EXTERNS, GRAPH_BREAKS, REDUCTIONS, TEMPLATES, VIEWS
 from gradc.ops import dispatch
 
 # eager's own backward on the NaN samples (maximum/nan, ...) multiplies NaNs, as PyTorch does
@@ -289,6 +289,8 @@ def _categories(name: str, op) -> list[str]:
         cats.append("VIEWS")
     if name in EXTERNS:
         cats.append("EXTERNS")
+    if name in TEMPLATES:
+        cats.append("TEMPLATES")
     if name in GRAPH_BREAKS:
         cats.append("GRAPH_BREAKS")
     return cats
@@ -302,7 +304,7 @@ def test_every_op_has_exactly_one_compile_decision():
         cats = _categories(name, op)
         if not cats:
             problems.append(f"{name!r} ({op.kind}) has no compile decision: give it a C lowering, add it to "
-                            "REDUCTIONS, VIEWS or EXTERNS, or to GRAPH_BREAKS with a reason")
+                            "REDUCTIONS, VIEWS, EXTERNS or TEMPLATES, or to GRAPH_BREAKS with a reason")
         elif len(cats) > 1:
             problems.append(f"{name!r} is in several categories: {cats}")
         elif cats == ["lowered pointwise"] and op.kind != "pointwise":
@@ -312,7 +314,7 @@ def test_every_op_has_exactly_one_compile_decision():
         elif cats == ["VIEWS"] and op.kind != "view":
             problems.append(f"{name!r} is in VIEWS but is a {op.kind} op")
     for table, names in (("REDUCTIONS", REDUCTIONS), ("VIEWS", VIEWS), ("EXTERNS", EXTERNS),
-                         ("GRAPH_BREAKS", GRAPH_BREAKS)):
+                         ("TEMPLATES", TEMPLATES), ("GRAPH_BREAKS", GRAPH_BREAKS)):
         problems += [f"{table} names {n!r}, which is not in gradc.OPS" for n in names if n not in gradc.OPS]
     assert all(isinstance(reason, str) and reason for reason in GRAPH_BREAKS.values())
     assert not problems, "\n".join(problems)
@@ -411,7 +413,7 @@ def test_every_lowered_op_is_compiled_by_the_sweep():
     """Every op with a lowering (pointwise C expression, reduction, view, extern) is reached by
     a case of the sweep that compiles, or is listed with the compiler test that covers it."""
     lowered = {n for n, op in gradc.OPS.items() if op.lowering is not None}
-    lowered |= set(REDUCTIONS) | set(VIEWS) | set(EXTERNS)
+    lowered |= set(REDUCTIONS) | set(VIEWS) | set(EXTERNS) | set(TEMPLATES)
     reached = set().union(*(_ops_reached(c) for c in COMPILING))
     missing = sorted(lowered - reached - set(COVERED_BY_OTHER_TESTS))
     assert not missing, (f"lowered ops that no compiled sample of op_db reaches: {missing}; add a sample to "

@@ -5,7 +5,8 @@ refused unless owned by the current user:
 - `<key>.<sha>.so`: an immutable artifact named by its own content hash;
 - `<key>.json`: metadata naming the artifact and its sha256 (JSON, never pickle);
 - `<key>.lock`: present only while a process builds `key` (see below).
-The key is sha256 of (source, runtime header, compiler identity, flags, gradc version).
+The key is sha256 of (source, runtime header, compiler identity, flags, host CPU, gradc
+version).
 Writers build into a temp file and publish with `os.replace`, artifact before metadata,
 so concurrent processes only ever see complete files; readers re-hash the artifact
 before loading it and treat any mismatch as a miss. On a miss, builders of one key take
@@ -58,7 +59,7 @@ def cache_dir() -> Path | None:
 def cache_key(source: str) -> str:
     header = (resource_dir("gradc.runtime", "runtime") / "gradc_runtime.h").read_text()
     parts = [source, header, build.compiler_identity(), " ".join(build.compiler()), " ".join(build.flags()),
-             __version__]
+             build.host_identity(), __version__]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

@@ -52,7 +52,10 @@ REDUCTIONS = ("sum", "amax", "amin", "prod")
 # functions of their arrays and attrs, whose output shape the input shapes fix.
 EXTERNS = frozenset({"class_index", "matmul", "einsum", "softmax", "log_softmax", "argmax", "argmin",
                      "cumsum", "gather", "scatter_add", "index", "index_put", "strided_scatter", "cat", "tril",
-                     "triu", "flip", "constant_pad", "unfold", "fold"})
+                     "triu", "flip", "constant_pad"})
+# Ops with a hand-written C loop nest (templates/c/<op>.c.j2): like externs, a step of their
+# own reading materialized operands, but compiled into the C segment.
+TEMPLATES = frozenset({"unfold", "fold"})
 # Ops the compiler deliberately does not lower: a call breaks the graph with this reason.
 GRAPH_BREAKS = {
     "argsort": "argsort is data-dependent ordering (not compiled)",
@@ -165,7 +168,7 @@ class _Tracer:
             return self.brk(GRAPH_BREAKS[op.name])
         if op.kind == "view":
             return self.view(op, args[0], out)
-        extern = op.name in EXTERNS
+        extern = op.name in EXTERNS or op.name in TEMPLATES
         if op.name == "index" and any(isinstance(a, Tensor) and a.dtype is dtypes.bool_ for a in args[1:]):
             return self.brk("indexing with a boolean mask has a data-dependent shape (not compiled)")
         if extern and not all(_static(v) for v in attrs.values()):

@@ -83,7 +83,7 @@ def _eager_values(g: nx.DiGraph, inputs: dict[int, Tensor]) -> dict[int, np.ndar
 def _compiled_values(g: nx.DiGraph, inputs: dict[int, Tensor]) -> dict[int, np.ndarray]:
     """Every op node's value from a debug build of `g` that stores all of them."""
     debug = g.copy()
-    order = [n for n in nx.topological_sort(g) if g.nodes[n]["kind"] in ("op", "extern")]
+    order = [n for n in nx.topological_sort(g) if g.nodes[n]["kind"] in ("op", "extern", "template")]
     debug.graph["outputs"] = order
     debug.graph["mutations"] = []  # the checked call already wrote its inputs
     plan = schedule(debug)

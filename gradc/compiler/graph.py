@@ -1,8 +1,9 @@
 """The captured trace as a `networkx.DiGraph`, and dead-code elimination.
 
 Node ids are the trace's value ids. Node attributes:
-- every node: `kind` ("input", "view", "op" or "extern": an op without a C lowering whose
-  eager kernel runs between C segments), `op` (op name; "input"/"view" for those),
+- every node: `kind` ("input", "view", "op", "extern": an op without a C lowering whose
+  eager kernel runs between C segments, or "template": an op with a hand-written C kernel),
+  `op` (op name; "input"/"view" for those),
   `shape` (tuple), `dtype` (gradc dtype), `source` ((file, line, code) or None);
 - inputs: `role` ("arg", "external", "seed": a per-call random seed the program draws
   itself, or "constant": a tensor made from known data inside the function, its array in
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .capture import EXTERNS, Trace
+from .capture import EXTERNS, TEMPLATES, Trace
 
 
 def build_graph(trace: Trace) -> nx.DiGraph:
@@ -49,7 +50,7 @@ def build_graph(trace: Trace) -> nx.DiGraph:
         g.add_edge(root, vid, pos=(0,))
     for rec in trace.records:
         shape, dtype, _ = trace.values[rec.out]
-        kind = "extern" if rec.op in EXTERNS else "op"
+        kind = "extern" if rec.op in EXTERNS else "template" if rec.op in TEMPLATES else "op"
         g.add_node(rec.out, kind=kind, op=rec.op, attrs=rec.attrs, args=rec.args, compute=rec.compute,
                    shape=shape, dtype=dtype, source=rec.source)
         for pos, (tag, ref) in enumerate(rec.args):

@@ -20,6 +20,7 @@ import jinja2
 import networkx as nx
 
 from .._version import __version__
+from ..ops.conv import blocks
 from .cexpr import ctype, limits, node_expression
 from .constants import POSITIONAL
 from .schedule import Kernel, Plan
@@ -45,9 +46,9 @@ def _above_one(x: int) -> bool:
     return isinstance(x, Sym) or x > 1
 
 
-def _pragma(parallel: str, simd: bool) -> str:
+def _pragma(parallel: str, simd: bool, clause: str = "") -> str:
     """An OpenMP pragma; `parallel` is "" (no threads), "always" or an `if(...)` clause."""
-    words = (["parallel for"] if parallel else []) + (["simd"] if simd else [])
+    words = (["parallel for"] if parallel else []) + (["simd"] if simd else []) + ([clause] if clause else [])
     return "#pragma omp " + " ".join(words + ([parallel] if parallel.startswith("if(") else []))
 
 
@@ -89,6 +90,58 @@ def _where(d: dict) -> str:
     return sanitize(f"  [{os.path.basename(file)}:{line}: {code}]")
 
 
+def buffer_geometry(g: nx.DiGraph, plan: Plan, n: int) -> tuple:
+    """(buffer slot, element offset, strides) where node `n`'s value lives: inputs and views
+    of them through their real strides, computed values contiguous."""
+    d = g.nodes[n]
+    if d["kind"] == "view":
+        return plan.buffers[d["root"]].slot, d["offset"], list(d["strides"])
+    if d["kind"] == "input":
+        return plan.buffers[n].slot, 0, list(d["strides"])
+    return plan.buffers[n].slot, 0, _contiguous(d["shape"])
+
+
+def _with_sizes(params: list, arguments: list, lines: list) -> None:
+    """Add the dynamic sizes a kernel body uses (s0, s1, ...) as a parameter and locals."""
+    symbols = sorted({int(m) for m in _SYMBOL.findall("\n".join(lines))})
+    if symbols:  # sizes of dynamic dims, read once per call
+        params.append("const int64_t *restrict sz")
+        arguments.append("sz")
+        lines[:0] = [f"    const int64_t s{i} = sz[{i}];" for i in symbols]
+
+
+def _template_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
+    """A template kernel (an op with a hand-written C loop nest, `templates/c/<op>.c.j2`):
+    its one operand is read through its real geometry, its result written contiguously."""
+    n = k.roots[0]
+    d = g.nodes[n]
+    operand = d["args"][0][1]
+    slot, base, strides = buffer_geometry(g, plan, operand)
+    out_slot = plan.buffers[n].slot
+    t = ctype(d["dtype"])
+    a = d["attrs"]
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = a["kernel_size"], a["dilation"], a["padding"], a["stride"]
+    image = d["shape"] if d["op"] == "fold" else g.nodes[operand]["shape"]
+    n_, c, h, w = image
+    oh, ow = blocks(h, kh, dh, ph, sh), blocks(w, kw, dw, pw, sw)
+    body = _environment().get_template(f"{d['op']}.c.j2").render(
+        t=t, n=n_, c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, dh=dh, dw=dw, ph=ph, pw=pw, sh=sh, sw=sw,
+        xs=strides, base=base, parallel_min=PARALLEL_MIN_ELEMENTS)
+    lines = ["    " + line if line else line for line in body.rstrip("\n").split("\n")]
+    params = [f"const {t} *restrict x", f"{t} *restrict out"]
+    arguments = [f"(const {t} *)buf[{slot}]", f"({t} *)buf[{out_slot}]"]
+    _with_sizes(params, arguments, lines)
+    comments = [f"node {n}: {d['op']}{_where(d)}"]
+    summary = f"{d['op']} template over image {list(image)}, kernel {kh}x{kw}"
+    source = _environment().get_template("kernel.c.j2").render(
+        name=k.name, summary=summary, comments=comments, params=params, body=lines)
+    return {"source": source, "call": f"{k.name}({', '.join(arguments)});"}
+
+
+def _kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
+    return _template_kernel(g, plan, k) if k.kind == "template" else _KernelWriter(g, plan, k).write()
+
+
 class _KernelWriter:
     def __init__(self, g: nx.DiGraph, plan: Plan, kernel: Kernel):
         self.g, self.plan, self.k = g, plan, kernel
@@ -96,14 +149,8 @@ class _KernelWriter:
         self.accesses: list = []  # (key, slot, base, strides over the space)
 
     def _access(self, n: int) -> tuple:
-        d = self.g.nodes[n]
-        if d["kind"] == "view":
-            slot, strides, base = self.plan.buffers[d["root"]].slot, d["strides"], d["offset"]
-        elif d["kind"] == "input":
-            slot, strides, base = self.plan.buffers[n].slot, d["strides"], 0
-        else:
-            slot, strides, base = self.plan.buffers[n].slot, _contiguous(d["shape"]), 0
-        return slot, base, self._broadcast(d["shape"], strides)
+        slot, base, strides = buffer_geometry(self.g, self.plan, n)
+        return slot, base, self._broadcast(self.g.nodes[n]["shape"], strides)
 
     def _broadcast(self, shape: tuple, strides: list) -> list:
         """Strides of a value of `shape` over the kernel's iteration space (0 where broadcast)."""
@@ -195,10 +242,10 @@ class _KernelWriter:
             emit(header)
             depth += 1
 
-        def open_loop(j: int, start: str = "0", simd: bool = False) -> None:
+        def open_loop(j: int, start: str = "0", simd: bool = False, clause: str = "") -> None:
             threads = j == 0 and loops[0][1] == "outer" and _above_one(loops[0][0]) and parallel
             if threads or simd:
-                emit(_pragma(parallel if threads else "", simd))
+                emit(_pragma(parallel if threads else "", simd, clause))
             end = loops[j][0] if start == "0" else "tile_end"
             open_block(f"for (int64_t {var[j]} = {start}; {var[j]} < {end}; ++{var[j]}) {{")
 
@@ -230,8 +277,12 @@ class _KernelWriter:
             else:
                 acc_t, init, combine = self._accumulator(d, operand, "acc")
                 emit(f"{acc_t} acc = {init};")
+                # a sum or product may combine in any order (lanes of a vector); max/min keep the
+                # sequential form, whose NaN test a vector reduction would not honour
+                clause = {"sum": "reduction(+:acc)", "prod": "reduction(*:acc)"}.get(d["op"], "")
                 for j in range(n_outer, len(loops)):
-                    open_loop(j)
+                    last = j == len(loops) - 1 and bool(clause)
+                    open_loop(j, simd=last, clause=clause if last else "")
                 lines.extend("    " * depth + line for line in body_values)
                 emit(combine)
                 for _ in range(n_outer, len(loops)):
@@ -244,11 +295,7 @@ class _KernelWriter:
                    (f", reducing dims {list(k.reduce_dims)}" if k.reduce_dims else ""))
         params = [self.params[s] for s in sorted(self.params)]
         arguments = [f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]" for s, p in sorted(self.params.items())]
-        symbols = sorted({int(m) for m in _SYMBOL.findall("\n".join(lines))})
-        if symbols:  # sizes of dynamic dims, read once per call
-            params.append("const int64_t *restrict sz")
-            arguments.append("sz")
-            lines[:0] = [f"    const int64_t s{i} = sz[{i}];" for i in symbols]
+        _with_sizes(params, arguments, lines)
         source = _environment().get_template("kernel.c.j2").render(
             name=k.name, summary=summary, comments=comments, params=params, body=lines)
         return {"source": source, "call": f"{k.name}({', '.join(arguments)});"}
@@ -326,7 +373,7 @@ def kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
     """One step's text for reports: a C kernel's function, or an extern step's note."""
     if k.kind == "extern":
         return _extern_note(g, plan, k)
-    return _KernelWriter(g, plan, k).write()["source"].rstrip("\n")
+    return _kernel(g, plan, k)["source"].rstrip("\n")
 
 
 def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
@@ -339,7 +386,7 @@ def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
             continue
         calls = []
         for k in step:
-            out = _KernelWriter(g, plan, k).write()
+            out = _kernel(g, plan, k)
             kernels.append(out["source"].rstrip("\n"))
             calls.append(out["call"])
         steps.append({"extern": "", "name": next(names), "calls": calls})

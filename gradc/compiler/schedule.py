@@ -38,7 +38,7 @@ class Buffer:
 @dataclass
 class Kernel:
     name: str
-    kind: str  # "pointwise", "reduction" or "extern" (the op's eager kernel, not C)
+    kind: str  # "pointwise", "reduction", "template" (hand-written C) or "extern" (the op's eager kernel, not C)
     roots: list  # nodes this kernel stores
     space: tuple  # the iteration shape
     reduce_dims: tuple = ()
@@ -64,6 +64,9 @@ class Plan:
             else:
                 out.append([k])
         return out
+
+
+_STEPS = ("extern", "template")  # node kinds that are a kernel of their own, reading materialized operands
 
 
 def _is_pointwise(g: nx.DiGraph, n: int) -> bool:
@@ -101,11 +104,11 @@ def _materialized(g: nx.DiGraph, outputs: list) -> set:
     root's memory, so the root must exist in memory)."""
     keep = set(outputs)
     for n, d in g.nodes(data=True):
-        if d["kind"] == "extern" or (d["kind"] == "op" and op_of(d["op"]).kind == "reduction"):
+        if d["kind"] in _STEPS or (d["kind"] == "op" and op_of(d["op"]).kind == "reduction"):
             keep.add(n)
-        if d["kind"] == "extern":
+        if d["kind"] in _STEPS:
             keep.update(p for p in g.predecessors(n) if g.nodes[p]["kind"] == "op")
-        elif d["kind"] == "view" and g.nodes[d["root"]]["kind"] in ("op", "extern"):
+        elif d["kind"] == "view" and g.nodes[d["root"]]["kind"] in ("op", *_STEPS):
             keep.add(d["root"])
     return keep
 
@@ -116,7 +119,7 @@ def _producers(g: nx.DiGraph, loads: list) -> list:
     for n in loads:
         d = g.nodes[n]
         src = d["root"] if d["kind"] == "view" else n
-        if g.nodes[src]["kind"] in ("op", "extern"):
+        if g.nodes[src]["kind"] in ("op", *_STEPS):
             out.append(src)
     return out
 
@@ -150,9 +153,9 @@ def schedule(g: nx.DiGraph) -> Plan:
     written: dict[int, int] = {}  # node -> index of the kernel that stores it
     for n in computed:
         d = g.nodes[n]
-        if d["kind"] == "extern":
+        if d["kind"] in _STEPS:
             operands = list(g.predecessors(n))
-            kernels.append(Kernel("", "extern", [n], tuple(d["shape"]), nodes=[n],
+            kernels.append(Kernel("", d["kind"], [n], tuple(d["shape"]), nodes=[n],
                                   loads=sorted(operands, key=order.get)))
             written[n] = len(kernels) - 1
             continue

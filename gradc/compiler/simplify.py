@@ -30,7 +30,7 @@ from .constants import fill_value, op_of
 from .symbolic import Sym, is_symbolic, same_shape
 from .symbolic import same as same_size
 
-_COMPUTED = ("op", "extern")
+_COMPUTED = ("op", "extern", "template")
 _FOLD_WIDTH = 4  # elements per operand when folding: a vector, not a lone scalar, as in eager
 _INVOLUTIONS = ("neg", "bitwise_not")
 _IDEMPOTENT = ("maximum", "minimum", "bitwise_and", "bitwise_or")
