@@ -32,7 +32,7 @@ def main() -> None:
         steps = min(TIMED_STEPS, args.max_batches or TIMED_STEPS)
         # full batches only: a partial last batch is a new shape, hence a second compile
         timing = DataLoader(train, batch_size=64, shuffle=True, drop_last=True)
-        loss_fn = compare_compiled(loss_fn, optimizer, timing, steps)
+        loss_fn = compare_compiled(model, loss_fn, optimizer, timing, steps)
     train_classifier(model, loader, optimizer, args.epochs, args.max_batches, loss_fn)
     print(f"test accuracy: {accuracy(model, test):.4f} ({time.perf_counter() - start:.1f} s)")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import time
 from collections.abc import Callable
@@ -55,13 +56,17 @@ def time_steps(loss_fn: LossFn, optimizer, loader, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def compare_compiled(loss_fn: LossFn, optimizer, loader, steps: int) -> LossFn:
+def compare_compiled(model, loss_fn: LossFn, optimizer, loader, steps: int) -> LossFn:
     """Time `steps` eager training steps, then compile `loss_fn` and time as many compiled
     ones (after one untimed call that captures and builds), print both, and return the
-    compiled loss function. Both timings are real training steps of the same run; `loader`
-    must give batches of one shape (a new shape is a new compile)."""
+    compiled loss function. The model, optimizer and random generator are restored
+    afterwards, so the training that follows starts where an eager run starts. `loader`
+    should give batches of one shape (a new shape is a new compile)."""
     import gradc
 
+    weights = {name: t.clone() for name, t in model.state_dict().items()}
+    state = copy.deepcopy(optimizer.state_dict())
+    generator = gradc.default_generator().bit_generator.state
     eager = time_steps(loss_fn, optimizer, loader, steps)
     compiled_fn = gradc.compile(loss_fn)
     start = time.perf_counter()
@@ -70,6 +75,9 @@ def compare_compiled(loss_fn: LossFn, optimizer, loader, steps: int) -> LossFn:
     compiled = time_steps(compiled_fn, optimizer, loader, steps)
     print(f"eager step: {eager * 1e3:.3f} ms, compiled step: {compiled * 1e3:.3f} ms "
           f"({eager / compiled:.2f}x, mean over {steps} steps; first compiled call {first:.2f} s)")
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(state)
+    gradc.default_generator().bit_generator.state = generator
     return compiled_fn
 
 

@@ -139,3 +139,26 @@ def test_no_grad_and_double_backward():
     out = cf(x)
     with pytest.raises(RuntimeError, match="differentiable twice"):
         gradc.autograd.grad(out, x, create_graph=True)
+
+
+def test_backward_recomputes_cheap_pointwise_values_instead_of_saving_them():
+    x = gradc.randn(6, 5)
+    w = gradc.randn(5, 4, requires_grad=True)
+
+    def recomputable(a, b):
+        return ((a @ b).tanh() ** 2).sum()  # tanh's operand, the matmul result, is stored anyway
+
+    def kept(a, b):
+        return (b * 2).exp().log1p().sum()  # exp's operand b * 2 is never stored: exp(b * 2) is saved
+
+    for fn, saved_op in ((recomputable, None), (kept, "exp")):
+        report = gradc.explain(fn, x, w)
+        saved = [report.graph.nodes[n]["op"] for n in report.graph.graph["outputs"][1:]]
+        if saved_op is None:
+            assert "tanh" not in saved and "tanh" in [d["op"] for _, d in report.backward_graph.nodes(data=True)]
+        else:
+            assert saved_op in saved
+        got = gradc.autograd.grad(gradc.compile(fn)(x, w), w)[0]
+        want = gradc.autograd.grad(fn(x, w), w)[0]
+        _close([got.numpy()], [want.numpy()])
+    assert gradc.compiler.counters["fallbacks"] == 0

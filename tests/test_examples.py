@@ -42,8 +42,16 @@ def test_char_transformer_loss_falls():
     assert "sample: The " in out
 
 
-def test_digits_mlp_compiled_step_reports_both_timings():
+@pytest.mark.parametrize("name", ["digits_mlp.py", "digits_cnn.py"])
+def test_digits_compiled_step_reports_both_timings(name):
     pytest.importorskip("sklearn", reason="the digits data set ships with scikit-learn (examples extra)")
-    out = run_example("digits_mlp.py", "--compile", "--epochs", "1", "--max-batches", "3")
+    out = run_example(name, "--compile", "--epochs", "1", "--max-batches", "3")
     assert "eager step:" in out and "compiled step:" in out
     assert 0.0 <= float(out.split("test accuracy:")[1].split()[0]) <= 1.0
+
+
+def test_char_transformer_compiled_reports_both_timings():
+    out = run_example("char_transformer.py", "--compile", "--steps", "12", "--batch-size", "8", "--context", "32")
+    assert "eager step:" in out and "compiled step:" in out
+    losses = [float(line.split()[3]) for line in out.splitlines() if line.startswith("step")]
+    assert losses[-1] < losses[0]

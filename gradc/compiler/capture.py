@@ -50,12 +50,12 @@ _active = threading.local()
 REDUCTIONS = ("sum", "amax", "amin", "prod")
 # Ops run as extern steps (their eager kernel on the buffers): kernels that are pure
 # functions of their arrays and attrs, whose output shape the input shapes fix.
-EXTERNS = frozenset({"class_index", "matmul", "einsum", "softmax", "log_softmax", "argmax", "argmin",
+EXTERNS = frozenset({"class_index", "matmul", "einsum", "argmax", "argmin",
                      "cumsum", "gather", "scatter_add", "index", "index_put", "strided_scatter", "cat", "tril",
                      "triu", "flip", "constant_pad"})
 # Ops with a hand-written C loop nest (templates/c/<op>.c.j2): like externs, a step of their
 # own reading materialized operands, but compiled into the C segment.
-TEMPLATES = frozenset({"unfold", "fold"})
+TEMPLATES = frozenset({"unfold", "fold", "softmax", "log_softmax"})
 # Ops the compiler deliberately does not lower: a call breaks the graph with this reason.
 GRAPH_BREAKS = {
     "argsort": "argsort is data-dependent ordering (not compiled)",

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 from ..autograd import grad as autograd_grad
 from ..autograd.node import gradient_edge
 from ..factories import zeros
-from .capture import Record, Trace, _geometry
+from .capture import EXTERNS, TEMPLATES, Record, Trace, _geometry
+from .constants import op_of
 
 
 @dataclass
@@ -127,6 +128,7 @@ def split(trace: Trace, d: Derivation) -> Split:
         values[copies[vid]] = (shape, dtype, _contiguous(shape))
         bwd_records.append(Record("clone", {}, [("value", vid)], copies[vid], None, ("<backward>", 0, "")))
     d = replace(d, grads=[copies.get(g, g) for g in d.grads])  # the capture's own stays as traced
+    bwd_records = _recompute(trace, fwd_records, saved, bwd_views) + bwd_records
     # constants the backward reads are its own (made during the backward, or before it)
     constants = {v: a for v, a in trace.constants.items() if v >= b or v in saved}
     saved_list = sorted(saved - set(constants))
@@ -138,6 +140,38 @@ def split(trace: Trace, d: Derivation) -> Split:
                      views=bwd_views, records=bwd_records,
                      outputs=list(dict.fromkeys(g for g in d.grads if g is not None)), single=False)
     return Split(forward, backward, saved_list, d)
+
+
+def _recompute(trace: Trace, fwd_records: list, saved: set, bwd_views: dict) -> list:
+    """Choose which saved values the backward recomputes instead of receiving: pointwise
+    values (fills included; not random draws) whose operands the backward has anyway
+    (inputs, parameters, values the forward stores regardless: extern, template and
+    reduction results, and the values still saved). Such a value then costs the forward
+    no store and the backward no load: its kernels compute it inline. Updates `saved`
+    (and `bwd_views` for views it reads); returns the records to prepend to the backward."""
+    stored = {r.out for r in fwd_records if r.op in EXTERNS or r.op in TEMPLATES or op_of(r.op).kind == "reduction"}
+    known = set(trace.inputs) | {v for v, _ in trace.externals} | set(trace.constants) | stored
+    by_out = {r.out: r for r in fwd_records}
+    chosen: dict[int, Record] = {}
+    for v in sorted(saved):
+        r = by_out.get(v)
+        if (r is None or v in trace.outputs or r.op == "rand" or r.op in EXTERNS or r.op in TEMPLATES
+                or op_of(r.op).kind != "pointwise"):
+            continue
+        roots = [trace.views[ref][0] if ref in trace.views else ref for tag, ref in r.args if tag == "value"]
+        if all(root in known or root in chosen or (root in saved and root not in chosen) for root in roots):
+            chosen[v] = r
+    for v, r in chosen.items():
+        saved.discard(v)
+        for tag, ref in r.args:
+            if tag != "value":
+                continue
+            if ref in trace.views:
+                bwd_views[ref] = trace.views[ref]
+                ref = trace.views[ref][0]
+            if ref not in chosen:
+                saved.add(ref)
+    return list(chosen.values())
 
 
 def _contiguous(shape: tuple) -> tuple:

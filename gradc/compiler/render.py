@@ -110,29 +110,59 @@ def _with_sizes(params: list, arguments: list, lines: list) -> None:
         lines[:0] = [f"    const int64_t s{i} = sz[{i}];" for i in symbols]
 
 
+def _window_context(g: nx.DiGraph, d: dict, operand: int, strides: list) -> tuple[dict, str]:
+    """unfold / fold: the image geometry and the window attributes."""
+    a = d["attrs"]
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = a["kernel_size"], a["dilation"], a["padding"], a["stride"]
+    image = d["shape"] if d["op"] == "fold" else g.nodes[operand]["shape"]
+    n, c, h, w = image
+    oh, ow = blocks(h, kh, dh, ph, sh), blocks(w, kw, dw, pw, sw)
+    context = dict(n=n, c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, dh=dh, dw=dw, ph=ph, pw=pw, sh=sh, sw=sw,
+                   xs=strides)
+    return context, f"{d['op']} over image {list(image)}, kernel {kh}x{kw}"
+
+
+def _rows_context(g: nx.DiGraph, d: dict, operand: int, strides: list) -> tuple[dict, str]:
+    """softmax / log_softmax: rows along `dim`, the other dims flattened in C order."""
+    shape = tuple(d["shape"])
+    dim = d["attrs"]["dim"] % len(shape) if shape else 0
+    out_strides = _contiguous(shape)
+    outer, after = [], 1
+    for i in reversed([i for i in range(len(shape)) if i != dim]):
+        outer.append({"size": shape[i], "after": after, "xs": strides[i], "ys": out_strides[i]})
+        after = after * shape[i]
+    work = d["dtype"]
+    floats = work.name == "float32"
+    context = dict(rows=after, length=shape[dim] if shape else 1, outer=outer[::-1],
+                   xl=strides[dim] if shape else 0, yl=out_strides[dim] if shape else 0,
+                   log=d["op"] == "log_softmax", exp="gradc_expf" if floats else "exp",
+                   log_fn="logf" if floats else "log")
+    return context, f"{d['op']} over shape {list(shape)}, rows along dim {dim}"
+
+
+_TEMPLATE_CONTEXTS = {"unfold": _window_context, "fold": _window_context, "softmax": _rows_context,
+                      "log_softmax": _rows_context}
+
+
 def _template_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
     """A template kernel (an op with a hand-written C loop nest, `templates/c/<op>.c.j2`):
-    its one operand is read through its real geometry, its result written contiguously."""
+    its one operand is read through its real geometry (and converted to the result's
+    type), its result written contiguously."""
     n = k.roots[0]
     d = g.nodes[n]
     operand = d["args"][0][1]
     slot, base, strides = buffer_geometry(g, plan, operand)
     out_slot = plan.buffers[n].slot
-    t = ctype(d["dtype"])
-    a = d["attrs"]
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = a["kernel_size"], a["dilation"], a["padding"], a["stride"]
-    image = d["shape"] if d["op"] == "fold" else g.nodes[operand]["shape"]
-    n_, c, h, w = image
-    oh, ow = blocks(h, kh, dh, ph, sh), blocks(w, kw, dw, pw, sw)
-    body = _environment().get_template(f"{d['op']}.c.j2").render(
-        t=t, n=n_, c=c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, dh=dh, dw=dw, ph=ph, pw=pw, sh=sh, sw=sw,
-        xs=strides, base=base, parallel_min=PARALLEL_MIN_ELEMENTS)
+    t, t_in = ctype(d["dtype"]), ctype(g.nodes[operand]["dtype"])
+    context, summary = _TEMPLATE_CONTEXTS[d["op"]](g, d, operand, strides)
+    template = "softmax.c.j2" if d["op"] == "log_softmax" else f"{d['op']}.c.j2"
+    body = _environment().get_template(template).render(t=t, base=base, parallel_min=PARALLEL_MIN_ELEMENTS,
+                                                        **context)
     lines = ["    " + line if line else line for line in body.rstrip("\n").split("\n")]
-    params = [f"const {t} *restrict x", f"{t} *restrict out"]
-    arguments = [f"(const {t} *)buf[{slot}]", f"({t} *)buf[{out_slot}]"]
+    params = [f"const {t_in} *restrict x", f"{t} *restrict out"]
+    arguments = [f"(const {t_in} *)buf[{slot}]", f"({t} *)buf[{out_slot}]"]
     _with_sizes(params, arguments, lines)
     comments = [f"node {n}: {d['op']}{_where(d)}"]
-    summary = f"{d['op']} template over image {list(image)}, kernel {kh}x{kw}"
     source = _environment().get_template("kernel.c.j2").render(
         name=k.name, summary=summary, comments=comments, params=params, body=lines)
     return {"source": source, "call": f"{k.name}({', '.join(arguments)});"}
