@@ -1,5 +1,6 @@
 """gradc.compile: compiled results equal eager ones, caches, guards and every fallback."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -211,3 +212,18 @@ def test_disk_cache_across_processes(tmp_path):
     assert warm.wait(timeout=60) == 0
     assert warm.stdout.read().split() == ["0", "1"]
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
+
+
+def test_repeated_layers_share_one_kernel_function():
+    def twice(x, y):  # the same loop nest on two inputs of one shape (as two equal layers give)
+        return (x * 2).tanh().sum(1), (y * 2).tanh().sum(1)
+
+    x, y = gradc.randn(64, 32), gradc.randn(64, 32)
+    cf = gradc.compile(twice)
+    for got, want in zip(cf(x, y), twice(x, y)):
+        assert np.allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    (source,) = [e.source for entries in cf.entries.values() for e in entries]
+    defined = re.findall(r"^static void (\w+)\(", source, re.M)
+    called = re.findall(r"^    (k\d+\w*)\(", source, re.M)
+    assert len(defined) == 1 and called == defined * 2
+    assert re.search(r"\);  /\* k1_\w+ \*/", source)  # the second call names its own kernel

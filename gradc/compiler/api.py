@@ -23,6 +23,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +174,7 @@ class CompiledFunction:
             bump("fallbacks", f"graph break: {e}")
             return trace.result
         try:
-            modules = [self._build(*part) for part in lowered]
+            modules = self._build_all(lowered)
         except BuildError as e:
             self.disabled = f"C toolchain failed: {e}"
             warnings.warn(f"gradc.compile: {self.disabled}; running {self.__qualname__} eagerly",
@@ -201,6 +202,14 @@ class CompiledFunction:
         if trace.mutations or trace.seeds:  # the capture run already wrote its inputs or drew its
             return result  # seeds: running again would repeat the writes or draw again
         return self._run(entry, tensors, args, kwargs)
+
+    def _build_all(self, lowered: list) -> list[Module]:
+        """Build the forward and backward modules at once (two C compilers in parallel: the
+        build dominates a cold compile)."""
+        if len(lowered) == 1:
+            return [self._build(*lowered[0])]
+        with ThreadPoolExecutor(max_workers=len(lowered)) as pool:
+            return list(pool.map(lambda part: self._build(*part), lowered))
 
     def _build(self, graph, plan, source: str) -> Module:
         _dump(source)

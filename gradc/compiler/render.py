@@ -1,5 +1,8 @@
 """Render a schedule as one C translation unit (templates in `gradc.templates`, c/*.j2).
 
+A kernel whose code equals an earlier one's (the same layer repeated) is not written
+again: its call runs the earlier function, commented with its own name.
+
 Every kernel is a loop nest over its iteration space with int64 indices. Buffers are
 indexed through their real strides (0 on broadcast dims), so broadcasting and views of
 inputs need no copies. Adjacent loops that every access walks contiguously are merged,
@@ -144,6 +147,29 @@ _TEMPLATE_CONTEXTS = {"unfold": _window_context, "fold": _window_context, "softm
                       "log_softmax": _rows_context}
 
 
+_BUFFER = re.compile(r"\bb(\d+)\b")
+_LOCAL = re.compile(r"\bv(\d+)\b")
+_COMMENT = re.compile(r"/\*.*?\*/")
+
+
+def _code_key(params: list, lines: list) -> tuple:
+    """A kernel's code with comments dropped, buffers named by parameter position and
+    locals by first use: two kernels with equal keys compute the same function of their
+    arguments."""
+    buffers: dict = {}
+    for p in params:
+        m = _BUFFER.search(p.rsplit(" ", 1)[-1])
+        if m:
+            buffers.setdefault(m.group(1), len(buffers))
+    locals_: dict = {}
+
+    def rename(text: str) -> str:
+        text = _BUFFER.sub(lambda m: f"b#{buffers.get(m.group(1), m.group(1))}", _COMMENT.sub("", text))
+        return _LOCAL.sub(lambda m: f"v#{locals_.setdefault(m.group(1), len(locals_))}", text)
+
+    return tuple(map(rename, params)), tuple(map(rename, lines))
+
+
 def _template_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
     """A template kernel (an op with a hand-written C loop nest, `templates/c/<op>.c.j2`):
     its one operand is read through its real geometry (and converted to the result's
@@ -165,7 +191,7 @@ def _template_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
     comments = [f"node {n}: {d['op']}{_where(d)}"]
     source = _environment().get_template("kernel.c.j2").render(
         name=k.name, summary=summary, comments=comments, params=params, body=lines)
-    return {"source": source, "call": f"{k.name}({', '.join(arguments)});"}
+    return {"source": source, "call": f"{k.name}({', '.join(arguments)});", "code": _code_key(params, lines)}
 
 
 def _kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
@@ -328,7 +354,7 @@ class _KernelWriter:
         _with_sizes(params, arguments, lines)
         source = _environment().get_template("kernel.c.j2").render(
             name=k.name, summary=summary, comments=comments, params=params, body=lines)
-        return {"source": source, "call": f"{k.name}({', '.join(arguments)});"}
+        return {"source": source, "call": f"{k.name}({', '.join(arguments)});", "code": _code_key(params, lines)}
 
     def _slot(self, n: int) -> int:
         d = self.g.nodes[n]
@@ -410,6 +436,7 @@ def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
     """The C source of a whole plan; raises GraphBreak if a node cannot be lowered."""
     kernels, steps = [], []
     names = iter(entry_points(plan))
+    written: dict[tuple, str] = {}  # (parameters, body) -> the kernel that has that code
     for step in plan.steps():
         if isinstance(step, Kernel):
             steps.append({"extern": _extern_note(g, plan, step)})
@@ -417,8 +444,12 @@ def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
         calls = []
         for k in step:
             out = _kernel(g, plan, k)
-            kernels.append(out["source"].rstrip("\n"))
-            calls.append(out["call"])
+            twin = written.setdefault(out["code"], k.name)
+            if twin == k.name:
+                kernels.append(out["source"].rstrip("\n"))
+                calls.append(out["call"])
+            else:  # the same loop nest as an earlier kernel (a repeated layer): call that one
+                calls.append(twin + out["call"][len(k.name):] + f"  /* {k.name} */")
         steps.append({"extern": "", "name": next(names), "calls": calls})
     return _environment().get_template("module.c.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(),
