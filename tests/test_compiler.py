@@ -227,3 +227,20 @@ def test_repeated_layers_share_one_kernel_function():
     called = re.findall(r"^    (k\d+\w*)\(", source, re.M)
     assert len(defined) == 1 and called == defined * 2
     assert re.search(r"\);  /\* k1_\w+ \*/", source)  # the second call names its own kernel
+
+
+def test_temporaries_with_disjoint_lifetimes_share_memory():
+    w = gradc.randn(16, 16) / 4
+
+    def deep(x):
+        for _ in range(4):  # each tanh output is a temporary read only by the next matmul
+            x = (x @ w).tanh() * 1.5
+        return x.sum(0)
+
+    x = gradc.randn(8, 16)
+    cf = gradc.compile(deep)
+    assert np.allclose(cf(x).numpy(), deep(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert np.allclose(cf(x).numpy(), deep(x).numpy(), rtol=1e-5, atol=1e-5)  # blocks reused across calls too
+    (entry,) = [e for entries in cf.entries.values() for e in entries]
+    temps = [b for b in entry.module.plan.buffers.values() if b.role == "temp" and b.storage >= 0]
+    assert len(temps) >= 3 and len({b.storage for b in temps}) < len(temps)

@@ -36,7 +36,7 @@ class Module:
     bound: list = field(init=False)  # (node, slot) of buffers bound to input tensors
     seeds: list = field(init=False)  # (node, slot) of per-call random seeds
     constants: list = field(init=False)  # (node, slot, array) of constant tensors
-    fresh: list = field(init=False)  # (node, slot, shape, numpy dtype) allocated per call
+    fresh: list = field(init=False)  # (node, slot, shape, numpy dtype, shared block or -1) allocated per call
     outputs: list = field(init=False)  # (node, dtype) of each distinct graph output
     symbols: list = field(init=False)  # (input node, dim) giving each dynamic size
 
@@ -51,7 +51,7 @@ class Module:
         self.seeds = [(n, b.slot) for n, b in buffers.items() if b.role == "seed"]
         self.constants = [(n, b.slot, self.graph.nodes[n]["value"]) for n, b in buffers.items()
                           if b.role == "constant"]
-        self.fresh = [(n, b.slot, b.shape, b.dtype.np) for n, b in buffers.items()
+        self.fresh = [(n, b.slot, b.shape, b.dtype.np, b.storage) for n, b in buffers.items()
                       if b.role not in ("arg", "external", "seed", "constant") and n not in self.externs]
         self.outputs = [(n, buffers[n].dtype) for n in dict.fromkeys(self.graph.graph["outputs"])]
         self.symbols = list(self.graph.graph["symbols"])
@@ -80,8 +80,14 @@ class Module:
         for node, slot in self.seeds:
             arr = arrays[node] = inputs[node]._array() if node in inputs else np.array(draw_seed(), np.int64)
             table[slot] = library.address(arr)
-        for node, slot, shape, dtype in self.fresh:
-            arr = arrays[node] = np.empty(evaluate(shape, sizes), dtype)
+        shared: dict[int, np.ndarray] = {}  # planned memory blocks of temporaries (see schedule)
+        for node, slot, shape, dtype, storage in self.fresh:
+            arr = shared.get(storage) if storage >= 0 else None
+            if arr is None:
+                arr = np.empty(evaluate(shape, sizes), dtype)
+                if storage >= 0:
+                    shared[storage] = arr
+            arrays[node] = arr
             table[slot] = library.address(arr)
         for step in self.steps:
             if isinstance(step, Kernel):

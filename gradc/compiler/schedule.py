@@ -33,6 +33,7 @@ class Buffer:
     slot: int  # index into the entry function's buffer array
     shape: tuple
     dtype: object
+    storage: int = -1  # temporaries: the memory block they share with others whose lifetimes do not overlap
 
 
 @dataclass
@@ -181,4 +182,32 @@ def schedule(g: nx.DiGraph) -> Plan:
             k.nodes, k.loads = _inline(g, k.roots, order)
     for i, k in enumerate(kernels):
         k.name = _kernel_name(i, k.kind, g, k.nodes)
-    return Plan(buffers, kernels, outputs)
+    plan = Plan(buffers, kernels, outputs)
+    _share_temporaries(g, plan)
+    return plan
+
+
+def _share_temporaries(g: nx.DiGraph, plan: Plan) -> None:
+    """Plan the temporaries' memory: a temporary takes the block of an earlier one of the
+    same shape and dtype whose last reader ran before it is first written (greedy, in
+    kernel order), so a long chain of kernels cycles through a few warm blocks instead of
+    touching fresh memory at every step. Extern results keep their own arrays."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, k in enumerate(plan.kernels):
+        for r in k.roots:
+            first.setdefault(r, i)
+        for n in _producers(g, k.loads):
+            last[n] = i
+    blocks: list[list] = []  # [shape, dtype, index of the last kernel using it]
+    temps = [b for b in plan.buffers.values() if b.role == "temp" and b.node in first
+             and plan.kernels[first[b.node]].kind != "extern"]
+    for b in sorted(temps, key=lambda b: first[b.node]):
+        start, end = first[b.node], max(last.get(b.node, first[b.node]), first[b.node])
+        free = next((i for i, (shape, dtype, busy) in enumerate(blocks)
+                     if busy < start and dtype is b.dtype and same_shape(shape, b.shape)), None)
+        if free is None:
+            blocks.append([b.shape, b.dtype, end])
+            free = len(blocks) - 1
+        blocks[free][2] = end
+        b.storage = free
