@@ -1,4 +1,6 @@
 """gradc.compile on training graphs: forward plus a backward derived from the op table."""
+import re
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,23 @@ def test_backward_recomputes_cheap_pointwise_values_instead_of_saving_them():
         want = gradc.autograd.grad(fn(x, w), w)[0]
         _close([got.numpy()], [want.numpy()])
     assert gradc.compiler.counters["fallbacks"] == 0
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_layer_norm_is_one_kernel_over_rows_with_exact_gradients(dynamic):
+    gradc.manual_seed(0)
+    ln = gradc.nn.LayerNorm(48)
+    compiled = gradc.compile(lambda a: ln(a).tanh().sum(), dynamic=dynamic)
+    for rows in (64, 96):
+        x = gradc.randn(rows, 48, requires_grad=True)
+        got = compiled(x)
+        (gx, gw) = gradc.autograd.grad(got, (x, ln.weight))
+        want = ln(x).tanh().sum()
+        (wx, ww) = gradc.autograd.grad(want, (x, ln.weight))
+        _close([got.detach().numpy(), gx.numpy(), gw.numpy()], [want.detach().numpy(), wx.numpy(), ww.numpy()],
+               tol=1e-4)
+    entry = next(e for entries in compiled.entries.values() for e in entries)
+    forward = entry.program.forward.source
+    kernels = re.findall(r"^static void (\w+)\(", forward, re.M)
+    assert "_rows_" in kernels[0]  # mean, variance (and, static, the normalisation and tanh): one pass
+    assert dynamic or len(kernels) == 2  # then the sum

@@ -195,7 +195,9 @@ def _template_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
 
 
 def _kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
-    return _template_kernel(g, plan, k) if k.kind == "template" else _KernelWriter(g, plan, k).write()
+    if k.kind == "template":
+        return _template_kernel(g, plan, k)
+    return (_RowsWriter if k.kind == "rows" else _KernelWriter)(g, plan, k).write()
 
 
 class _KernelWriter:
@@ -411,6 +413,99 @@ class _KernelWriter:
         better = ">" if op == "amax" else "<"
         return acc_t, (lo if op == "amax" else hi), \
             f"if ({value} != {value} || {value} {better} {acc}) {acc} = {value};  /* NaN propagates */"
+
+
+class _RowsWriter(_KernelWriter):
+    """A "rows" kernel (see `schedule._fuse_rows`): loops over the rows (every dim of the
+    space but the last), and inside each row runs its stages in order: a reduction over
+    the row into one accumulator, a pointwise pass over the row, or a pointwise step on
+    one value per row. Index variables: r0, r1, ... for the row dims, l along the row."""
+
+    def write(self) -> dict:
+        g, k = self.g, self.k
+        rows = [d for d in range(len(k.space) - 1) if not _one(k.space[d])]
+        total = 1
+        for s in k.space:
+            total *= s
+        parallel = f"if({total} >= {PARALLEL_MIN_ELEMENTS})" if isinstance(total, Sym) else \
+            "always" if total >= PARALLEL_MIN_ELEMENTS else ""
+        lines, depth = [], 1
+
+        def emit(text: str) -> None:
+            lines.append("    " * depth + text)
+
+        def offset(base, vec: list) -> str:
+            names = [f"r{d}" for d in range(len(k.space) - 1)] + ["l"]
+            terms = [name if _one(st) else f"{name} * {st}" for name, st in zip(names, vec) if not _zero(st)]
+            return " + ".join(([str(base)] if not _zero(base) else []) + terms) or "0"
+
+        if rows and parallel:
+            clause = f"collapse({len(rows)})" if len(rows) > 1 else ""
+            emit(_pragma(parallel, False, clause))
+        for d in rows:
+            emit(f"for (int64_t r{d} = 0; r{d} < {k.space[d]}; ++r{d}) {{")
+            depth += 1
+        for stage in k.stages:
+            lines.extend("    " * depth + line for line in self._stage(stage, offset))
+        for _ in rows:
+            depth -= 1
+            emit("}")
+        comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
+        summary = f"{len(k.stages)} stages fused per row of shape {list(k.space)} (rows over all dims but the last)"
+        params = [self.params[s] for s in sorted(self.params)]
+        arguments = [f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]" for s, p in sorted(self.params.items())]
+        _with_sizes(params, arguments, lines)
+        source = _environment().get_template("kernel.c.j2").render(
+            name=k.name, summary=summary, comments=comments, params=params, body=lines)
+        return {"source": source, "call": f"{k.name}({', '.join(arguments)});", "code": _code_key(params, lines)}
+
+    def _stage(self, stage: Kernel, offset) -> list[str]:
+        """One stage's lines, indented relative to the row loops."""
+        g = self.g
+        out: list = []
+        loads = [(n, *self._access(n)) for n in stage.loads]
+        for n, slot, _, _ in loads:
+            self.params.setdefault(slot, f"const {ctype(self._dtype(n))} *restrict b{slot}")
+        values = [f"const {ctype(self._dtype(n))} v{n} = b{slot}[{offset(base, vec)}];" for n, slot, base, vec in loads]
+        compute = stage.nodes if stage.kind == "pointwise" else stage.nodes[:-1]
+        for n in compute:
+            d = g.nodes[n]
+            shape = d["shape"]
+            position = offset(0, self._broadcast(shape, _contiguous(shape))) if d["op"] in POSITIONAL else ""
+            values.append(f"const {ctype(d['dtype'])} v{n} = {node_expression(d, lambda ref: f'v{ref}', position)};")
+        along = not (stage.kind == "pointwise" and not isinstance(stage.space[-1], Sym) and stage.space[-1] == 1)
+        length = self.k.space[-1]
+        if stage.kind == "reduction":
+            r = stage.roots[0]
+            d = g.nodes[r]
+            slot = self.plan.buffers[r].slot
+            self.params[slot] = f"{ctype(d['dtype'])} *restrict b{slot}"
+            kept = tuple(d["shape"]) if len(d["shape"]) == len(self.k.space) else tuple(d["shape"]) + (1,)
+            store_vec = self._broadcast(kept, _contiguous(kept))
+            acc_t, init, combine = self._accumulator(d, d["args"][0][1], f"acc{r}")
+            clause = {"sum": f"reduction(+:acc{r})", "prod": f"reduction(*:acc{r})"}.get(d["op"], "")
+            out.append("{")
+            out.append(f"    {acc_t} acc{r} = {init};")
+            if clause:
+                out.append(f"    {_pragma('', True, clause)}")
+            out.append(f"    for (int64_t l = 0; l < {length}; ++l) {{")
+            out += ["        " + v for v in values] + ["        " + combine, "    }"]
+            out.append(f"    b{slot}[{offset(0, store_vec)}] = ({ctype(d['dtype'])})acc{r};  /* node {r}: {d['op']} */")
+            out.append("}")
+        else:
+            stores = []
+            for r in stage.roots:
+                slot = self.plan.buffers[r].slot
+                self.params[slot] = f"{ctype(self.plan.buffers[r].dtype)} *restrict b{slot}"
+                vec = self._broadcast(stage.space, _contiguous(stage.space))
+                stores.append(f"b{slot}[{offset(0, vec)}] = v{r};  /* output: node {r} */")
+            if along:
+                out.append(_pragma("", True))
+                out.append(f"for (int64_t l = 0; l < {length}; ++l) {{")
+                out += ["    " + v for v in values + stores] + ["}"]
+            else:
+                out += ["{"] + ["    " + v for v in values + stores] + ["}"]
+        return out
 
 
 def entry_points(plan: Plan) -> list[str]:

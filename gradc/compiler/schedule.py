@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .constants import op_of
-from .symbolic import same_shape
+from .symbolic import Sym, same_shape
 
 
 @dataclass
@@ -39,12 +39,14 @@ class Buffer:
 @dataclass
 class Kernel:
     name: str
-    kind: str  # "pointwise", "reduction", "template" (hand-written C) or "extern" (the op's eager kernel, not C)
+    kind: str  # "pointwise", "reduction", "rows" (stages fused per row), "template" (hand-written C)
+    # or "extern" (the op's eager kernel, not C)
     roots: list  # nodes this kernel stores
     space: tuple  # the iteration shape
     reduce_dims: tuple = ()
     nodes: list = field(default_factory=list)  # inlined op nodes, in topological order
     loads: list = field(default_factory=list)  # input, view and reduction nodes read
+    stages: list = field(default_factory=list)  # a "rows" kernel: its pointwise/reduction kernels, in order
 
 
 @dataclass
@@ -180,11 +182,58 @@ def schedule(g: nx.DiGraph) -> Plan:
     for k in kernels:
         if k.kind == "pointwise":
             k.nodes, k.loads = _inline(g, k.roots, order)
+    kernels = _fuse_rows(g, kernels)
     for i, k in enumerate(kernels):
         k.name = _kernel_name(i, k.kind, g, k.nodes)
     plan = Plan(buffers, kernels, outputs)
     _share_temporaries(g, plan)
     return plan
+
+
+def _last_dim_reduction(k: Kernel, space: tuple) -> bool:
+    return (k.kind == "reduction" and same_shape(k.space, space) and k.reduce_dims == (len(space) - 1,)
+            and not (not isinstance(space[-1], Sym) and space[-1] == 1))
+
+
+def _row_stage(g: nx.DiGraph, k: Kernel, space: tuple, written: set) -> bool:
+    """Whether `k` can run row by row inside a fused kernel over `space`: a reduction over
+    the last dim, a pointwise kernel over the whole space or over one value per row; and it
+    reads what earlier stages wrote only element for element (never through a view, which
+    could reach another row)."""
+    if not space or k.kind not in ("pointwise", "reduction"):
+        return False
+    per_row = (k.kind == "pointwise" and len(k.space) == len(space) and same_shape(k.space[:-1], space[:-1])
+               and not isinstance(k.space[-1], Sym) and k.space[-1] == 1)
+    fits = _last_dim_reduction(k, space) or (k.kind == "pointwise" and same_shape(k.space, space)) or per_row
+    return fits and not any(g.nodes[n]["kind"] == "view" and g.nodes[n]["root"] in written for n in k.loads)
+
+
+def _fuse_rows(g: nx.DiGraph, kernels: list) -> list:
+    """Fuse runs of kernels over the same rows (layer norm: mean, centred values, variance,
+    normalisation) into one "rows" kernel: one loop over rows, the stages in order inside,
+    so each row is read from cache by every stage instead of from memory by every kernel."""
+    out: list = []
+    i = 0
+    while i < len(kernels):
+        k = kernels[i]
+        space = k.space
+        group: list = []
+        if k.kind in ("pointwise", "reduction") and (k.kind == "pointwise" or _last_dim_reduction(k, space)):
+            written: set = set()
+            for nxt in kernels[i:]:
+                if not _row_stage(g, nxt, space, written):
+                    break
+                group.append(nxt)
+                written.update(nxt.roots)
+        if len(group) >= 2 and any(s.kind == "reduction" for s in group):
+            out.append(Kernel("", "rows", [r for s in group for r in s.roots], space,
+                              nodes=list(dict.fromkeys(n for s in group for n in s.nodes)),
+                              loads=list(dict.fromkeys(n for s in group for n in s.loads)), stages=group))
+            i += len(group)
+        else:
+            out.append(k)
+            i += 1
+    return out
 
 
 def _share_temporaries(g: nx.DiGraph, plan: Plan) -> None:
