@@ -161,6 +161,34 @@ static inline float gradc_sigmoidf(float x)
     return num / (1.0f + e);
 }
 
+/* float32 erf, branch-free: eager's float32 formula (gradc/ops/special.py) step for step,
+ * a Taylor polynomial below 0.5 and Abramowitz & Stegun 7.1.26 above, with the
+ * coefficients rounded to float exactly as numpy rounds them (double literal, then
+ * float), so compiled and eager differ only by their exp. libm's erff is a scalar call
+ * that keeps a GELU loop from vectorising. */
+static inline float gradc_erff(float x)
+{
+    const float z = fabsf(x);
+    const float near = z < 0.5f ? z : 0.5f;
+    const float near2 = near * near;
+    float small = (float)-0.0008548327023450852;
+    small = small * near2 + (float)0.005223977625442188;
+    small = small * near2 + (float)-0.026866170645131252;
+    small = small * near2 + (float)0.11283791670955126;
+    small = small * near2 + (float)-0.37612638903183754;
+    small = small * near2 + (float)1.1283791670955126;
+    small = small * near;
+    const float t = 1.0f / (1.0f + (float)0.3275911 * z);
+    float poly = (float)1.061405429;
+    poly = poly * t + (float)-1.453152027;
+    poly = poly * t + (float)1.421413741;
+    poly = poly * t + (float)-0.284496736;
+    poly = poly * t + (float)0.254829592;
+    const float big = 1.0f - poly * t * gradc_expf(-z * z);
+    const float r = z < 0.5f ? small : big;
+    return gradc_bits_to_float(gradc_float_to_bits(r) | (gradc_float_to_bits(x) & 0x80000000u));
+}
+
 /* Integer floor division and remainder as numpy computes them: the quotient rounds toward
  * -inf, the remainder takes the divisor's sign, division by zero gives 0, and
  * INT64_MIN / -1 wraps (a plain C division would trap). */

@@ -33,7 +33,7 @@ _INTEGER_FORMS = {"abs": "(({0}) < 0 ? -({0}) : ({0}))", "floor": "{0}", "ceil":
                   "floor_divide": "gradc_floordiv_int({0}, {1})", "remainder": "gradc_remainder_int({0}, {1})"}
 _F32_FUNCS = re.compile(r"\b(exp|log|log1p|expm1|sqrt|sin|cos|tanh|erf|fabs|floor|ceil|rint|pow|fmod|"
                         r"gradc_floordiv|gradc_remainder|gradc_sigmoid|gradc_uniform)\(")
-_F32_OWN = {"exp": "gradc_expf", "tanh": "gradc_tanhf"}  # gradc_runtime.h, not libm
+_F32_OWN = {"exp": "gradc_expf", "tanh": "gradc_tanhf", "erf": "gradc_erff"}  # gradc_runtime.h, not libm
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?)")
 
 
