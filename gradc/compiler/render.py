@@ -348,9 +348,15 @@ class _KernelWriter:
                 emit(f"{store}acc;  /* node {r}: {d['op']} */")
         for _ in range(n_outer):
             close_loop()
-        comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
         summary = (f"{k.kind} over shape {list(k.space)}" +
                    (f", reducing dims {list(k.reduce_dims)}" if k.reduce_dims else ""))
+        return self._function(summary, lines)
+
+    def _function(self, summary: str, lines: list) -> dict:
+        """The kernel's C function (parameters: the buffers it touches, by slot, then the
+        dynamic sizes it uses), its call from the segment, and its code key."""
+        g, k = self.g, self.k
+        comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
         params = [self.params[s] for s in sorted(self.params)]
         arguments = [f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]" for s, p in sorted(self.params.items())]
         _with_sizes(params, arguments, lines)
@@ -422,7 +428,7 @@ class _RowsWriter(_KernelWriter):
     one value per row. Index variables: r0, r1, ... for the row dims, l along the row."""
 
     def write(self) -> dict:
-        g, k = self.g, self.k
+        k = self.k
         rows = [d for d in range(len(k.space) - 1) if not _one(k.space[d])]
         total = 1
         for s in k.space:
@@ -450,14 +456,8 @@ class _RowsWriter(_KernelWriter):
         for _ in rows:
             depth -= 1
             emit("}")
-        comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
-        summary = f"{len(k.stages)} stages fused per row of shape {list(k.space)} (rows over all dims but the last)"
-        params = [self.params[s] for s in sorted(self.params)]
-        arguments = [f"({p.rsplit(' *restrict', 1)[0]} *)buf[{s}]" for s, p in sorted(self.params.items())]
-        _with_sizes(params, arguments, lines)
-        source = _environment().get_template("kernel.c.j2").render(
-            name=k.name, summary=summary, comments=comments, params=params, body=lines)
-        return {"source": source, "call": f"{k.name}({', '.join(arguments)});", "code": _code_key(params, lines)}
+        return self._function(f"{len(k.stages)} stages fused per row of shape {list(k.space)} (rows over all "
+                              "dims but the last)", lines)
 
     def _stage(self, stage: Kernel, offset) -> list[str]:
         """One stage's lines, indented relative to the row loops."""
