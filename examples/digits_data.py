@@ -35,3 +35,22 @@ def accuracy(model, data: TensorDataset, batch_size: int = 256) -> float:
             correct += int((model(images).argmax(dim=1) == labels).sum().item())
     model.train()
     return correct / len(data)
+
+
+def train_and_report(args, model, optimizer, train: TensorDataset, test: TensorDataset, timed_steps: int) -> None:
+    """The digits examples' run: with --compile, eager and compiled step times first (see
+    `train_loop.compare_compiled`; timed on full batches only, a partial last batch being a
+    new shape), then `args.epochs` of minibatches of 64, then the test accuracy."""
+    import time
+
+    from train_loop import classifier_loss, compare_compiled, train_classifier
+
+    loss_fn = classifier_loss(model)
+    start = time.perf_counter()
+    if args.compile:
+        steps = min(timed_steps, args.max_batches or timed_steps)
+        timing = DataLoader(train, batch_size=64, shuffle=True, drop_last=True)
+        loss_fn = compare_compiled(model, loss_fn, optimizer, timing, steps)
+    train_classifier(model, DataLoader(train, batch_size=64, shuffle=True), optimizer, args.epochs,
+                     args.max_batches, loss_fn)
+    print(f"test accuracy: {accuracy(model, test):.4f} ({time.perf_counter() - start:.1f} s)")
