@@ -17,15 +17,21 @@
 #ifndef GRADC_RUNTIME_H
 #define GRADC_RUNTIME_H
 
+/* In C the helpers are GRADC_FN functions; CUDA code includes this header through
+ * gradc_cuda.h, which defines GRADC_FN as a device function and provides the types and
+ * constants (NVRTC has no system headers). */
+#ifndef GRADC_FN
+#define GRADC_FN static inline
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#endif
 
 /* Operands are always plain variables or literals, so evaluating them twice is safe. */
 #define gradc_max(a, b) (((a) != (a) || (a) > (b)) ? (a) : (b))
 #define gradc_min(a, b) (((a) != (a) || (a) < (b)) ? (a) : (b))
 
-static inline double gradc_floordiv(double a, double b)
+GRADC_FN double gradc_floordiv(double a, double b)
 {
     if (b == 0) {
         return a / b;
@@ -42,7 +48,7 @@ static inline double gradc_floordiv(double a, double b)
     return (div - fl > 0.5) ? fl + 1.0 : fl;
 }
 
-static inline float gradc_floordivf(float a, float b)
+GRADC_FN float gradc_floordivf(float a, float b)
 {
     if (b == 0) {
         return a / b;
@@ -59,7 +65,7 @@ static inline float gradc_floordivf(float a, float b)
     return (div - fl > 0.5f) ? fl + 1.0f : fl;
 }
 
-static inline double gradc_remainder(double a, double b)
+GRADC_FN double gradc_remainder(double a, double b)
 {
     if (b == 0) {
         return fmod(a, b);
@@ -71,7 +77,7 @@ static inline double gradc_remainder(double a, double b)
     return copysign(0.0, b);
 }
 
-static inline float gradc_remainderf(float a, float b)
+GRADC_FN float gradc_remainderf(float a, float b)
 {
     if (b == 0) {
         return fmodf(a, b);
@@ -83,25 +89,33 @@ static inline float gradc_remainderf(float a, float b)
     return copysignf(0.0f, b);
 }
 
-static inline float gradc_bits_to_float(uint32_t u)
+GRADC_FN float gradc_bits_to_float(uint32_t u)
 {
+#ifdef __CUDACC__
+    return __uint_as_float(u);
+#else
     float f;
     __builtin_memcpy(&f, &u, sizeof f);
     return f;
+#endif
 }
 
-static inline uint32_t gradc_float_to_bits(float f)
+GRADC_FN uint32_t gradc_float_to_bits(float f)
 {
+#ifdef __CUDACC__
+    return __float_as_uint(f);
+#else
     uint32_t u;
     __builtin_memcpy(&u, &f, sizeof u);
     return u;
+#endif
 }
 
 /* exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2 / 2. r = x - n*ln2 is exact to
  * float precision in two steps (ln2's high part has few bits, so n*LN2_HI is exact);
  * exp(r) = 1 + r + r^2 q(r) with q of degree 4 (fit error 4e-9). 2^n is applied as two
  * factors 2^(n/2) so results near overflow and in the subnormal range stay exact. */
-static inline float gradc_expf(float x)
+GRADC_FN float gradc_expf(float x)
 {
     const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
@@ -129,7 +143,7 @@ static inline float gradc_expf(float x)
 /* tanh(x) = sign(x) * (1 - e) / (1 + e) with e = exp(-2|x|); below |x| = 0.625 that
  * quotient cancels, so there tanh(x) = x + x^3 q(x^2) with q of degree 5 (fit error
  * 2e-10). e underflows to 0 for large |x| (and inf), giving exactly +-1; NaN stays NaN. */
-static inline float gradc_tanhf(float x)
+GRADC_FN float gradc_tanhf(float x)
 {
     float a = fabsf(x);
     float e = gradc_expf(-2.0f * a);
@@ -148,13 +162,13 @@ static inline float gradc_tanhf(float x)
 
 /* sigmoid as eager computes it: e = exp(-|x|) never overflows, and the two quotients
  * keep full relative precision on both tails. */
-static inline double gradc_sigmoid(double x)
+GRADC_FN double gradc_sigmoid(double x)
 {
     double e = exp(-fabs(x));
     return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
 
-static inline float gradc_sigmoidf(float x)
+GRADC_FN float gradc_sigmoidf(float x)
 {
     float e = gradc_expf(-fabsf(x));
     float num = x >= 0.0f ? 1.0f : e;
@@ -166,7 +180,7 @@ static inline float gradc_sigmoidf(float x)
  * coefficients rounded to float exactly as numpy rounds them (double literal, then
  * float), so compiled and eager differ only by their exp. libm's erff is a scalar call
  * that keeps a GELU loop from vectorising. */
-static inline float gradc_erff(float x)
+GRADC_FN float gradc_erff(float x)
 {
     const float z = fabsf(x);
     const float near = z < 0.5f ? z : 0.5f;
@@ -192,7 +206,7 @@ static inline float gradc_erff(float x)
 /* Integer floor division and remainder as numpy computes them: the quotient rounds toward
  * -inf, the remainder takes the divisor's sign, division by zero gives 0, and
  * INT64_MIN / -1 wraps (a plain C division would trap). */
-static inline int64_t gradc_floordiv_int(int64_t a, int64_t b)
+GRADC_FN int64_t gradc_floordiv_int(int64_t a, int64_t b)
 {
     if (b == 0) {
         return 0;
@@ -204,7 +218,7 @@ static inline int64_t gradc_floordiv_int(int64_t a, int64_t b)
     return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
 
-static inline int64_t gradc_remainder_int(int64_t a, int64_t b)
+GRADC_FN int64_t gradc_remainder_int(int64_t a, int64_t b)
 {
     if (b == 0 || b == -1) {
         return 0;
@@ -216,7 +230,7 @@ static inline int64_t gradc_remainder_int(int64_t a, int64_t b)
 /* Counter-based uniform [0, 1): element `index` of the draw with `seed` is SplitMix64's
  * output at that position, reduced to 24 (float) or 53 (double) bits. gradc/counter_rng.py
  * computes the same values for eager dropout, so compiled and eager masks are identical. */
-static inline uint64_t gradc_splitmix64(int64_t seed, int64_t index)
+GRADC_FN uint64_t gradc_splitmix64(int64_t seed, int64_t index)
 {
     uint64_t z = (uint64_t)index * 0x9E3779B97F4A7C15ULL + (uint64_t)seed;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -224,12 +238,12 @@ static inline uint64_t gradc_splitmix64(int64_t seed, int64_t index)
     return z ^ (z >> 31);
 }
 
-static inline float gradc_uniformf(int64_t seed, int64_t index)
+GRADC_FN float gradc_uniformf(int64_t seed, int64_t index)
 {
     return (float)(gradc_splitmix64(seed, index) >> 40) * 0x1.0p-24f;
 }
 
-static inline double gradc_uniform(int64_t seed, int64_t index)
+GRADC_FN double gradc_uniform(int64_t seed, int64_t index)
 {
     return (double)(gradc_splitmix64(seed, index) >> 11) * 0x1.0p-53;
 }

@@ -42,6 +42,7 @@ from .graph import build_graph, eliminate_dead_code
 from .guards import guard_key, tensor_meta
 from .joint import Derivation, derive, split
 from .render import entry_points, render, sanitize
+from .render_cuda import render_cuda
 from .runner import Module
 from .schedule import schedule
 from .simplify import simplify
@@ -98,7 +99,7 @@ class CompiledFunction:
             bump("fallbacks", str(e))
             return self.fn(*args, **kwargs)
         if any(t.device is not CPU and t.device != CPU for t in tensors):
-            bump("fallbacks", "only CPU tensors are compiled yet")
+            bump("fallbacks", "launching compiled CUDA is not built yet")
             return self.fn(*args, **kwargs)
         candidates = self.entries.get(key, ())
         entry = next((e for e in candidates if _guards_hold(e)), None)
@@ -144,11 +145,36 @@ class CompiledFunction:
                 dims |= changed_dims(key, other) or frozenset()
         return dims if pattern(key, dims) is not None else frozenset()
 
+    def _render_cuda(self, key: tuple, args: tuple, kwargs: dict):
+        """backend="cuda": capture, render (and dump) the CUDA of the forward and backward,
+        and run eagerly from then on for this key: launching the kernels is not built yet."""
+        name = getattr(self.fn, "__qualname__", "function")
+        trace, derivation = trace_call(self.fn, args, kwargs)
+        reason = "CUDA rendered only (launching it is not built yet)"
+        try:
+            if trace.breaks:
+                raise GraphBreak("; ".join(trace.breaks))
+            parts = split(trace, derivation) if derivation.placeholders else None
+            for part, label in ((trace if parts is None else parts.forward, name),
+                                (None if parts is None else parts.backward, f"{name} (backward)")):
+                if part is not None:
+                    _dump(lower(part, label, "cuda")[2], ".cu")
+        except GraphBreak as e:
+            bump("graph_breaks", str(e))
+            if self.fullgraph:
+                raise GraphBreakError(f"graph break in {self.__qualname__}: {e}") from None
+            reason = f"graph break: {e}"
+        self.entries.setdefault(key, []).append(Entry(eager=reason, modules=trace.modules))
+        bump("fallbacks", reason)
+        return trace.result
+
     def _compile(self, key: tuple, tensors: list, args: tuple, kwargs: dict):
         """Capture (with the derived backward when autograd needs one), lower, build, run.
         On a graph break or toolchain failure the capture run's eager results are returned
         (with their eager autograd graph, so gradients stay exact). A call a dynamic entry
         serves after its check capture returns that capture's (eager) results."""
+        if self.backend == "cuda":
+            return self._render_cuda(key, args, kwargs)
         name = getattr(self.fn, "__qualname__", "function")
         reuse = self._reuse_dynamic(key, tensors, args, kwargs)
         dims = frozenset()
@@ -242,11 +268,11 @@ def trace_call(fn: Callable, args: tuple, kwargs: dict,
     return capture(fn, args, kwargs, then=then, dynamic=dynamic), derivation
 
 
-def lower(trace: Trace, name: str) -> tuple:
-    """(graph, plan, C source) of a trace; raises GraphBreak where it cannot be lowered."""
+def lower(trace: Trace, name: str, backend: str = "c") -> tuple:
+    """(graph, plan, C or CUDA source) of a trace; raises GraphBreak where it cannot be lowered."""
     graph = eliminate_dead_code(simplify(build_graph(trace)))
     plan = schedule(graph)
-    return graph, plan, render(graph, plan, name)
+    return graph, plan, (render_cuda if backend == "cuda" else render)(graph, plan, name)
 
 
 def _alive(entry: Entry) -> bool:
@@ -288,12 +314,12 @@ class _CheckState:
         return list(zip(self.targets, written))
 
 
-def _dump(source: str) -> None:
+def _dump(source: str, suffix: str = ".c") -> None:
     folder = os.environ.get("GRADC_DUMP_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(source.encode()).hexdigest()[:16]
-        (Path(folder) / f"gradc_{name}.c").write_text(source)
+        (Path(folder) / f"gradc_{name}{suffix}").write_text(source)
 
 
 def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "default",
@@ -301,9 +327,11 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
     """Compile a function (or an `nn.Module`'s forward) to C; see API.md, "Compiler".
 
     Usable as `@gradc.compile`, `@gradc.compile(...)` or `gradc.compile(module)` (a shallow
-    copy sharing the module's parameters, whose forward is compiled). `backend="cuda"` is
-    not built yet and runs eagerly. `dynamic=True` compiles symbolic sizes for every dim
-    from the first call; without it a dim turns symbolic once a second size of it is seen.
+    copy sharing the module's parameters, whose forward is compiled). `backend="cuda"`
+    renders CUDA (dumped under GRADC_DUMP_DIR, shown by `gradc.explain`) and runs the
+    function eagerly: launching it is not built yet. `dynamic=True` compiles symbolic
+    sizes for every dim from the first call; without it a dim turns symbolic once a second
+    size of it is seen.
     """
     if mode not in ("default", "eager", "check"):
         raise ValueError(f"gradc.compile: unknown mode {mode!r}")
@@ -311,7 +339,7 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
         raise ValueError(f"gradc.compile: unknown backend {backend!r}")
     if fn is None:
         return lambda f: compile(f, backend=backend, mode=mode, dynamic=dynamic, fullgraph=fullgraph)
-    effective = "eager" if backend == "cuda" else backend
+    effective = backend
     from ..nn import Module
 
     if isinstance(fn, Module):

@@ -21,11 +21,12 @@ from .errors import GraphBreak
 from .graph import build_graph
 from .joint import split
 from .render import kernel_source
+from .render_cuda import cuda_kernel_source
 
 
 @dataclass
 class KernelReport:
-    """One step of a schedule: `backend` is "c" (a generated kernel) or "extern" (the
+    """One step of a schedule: `backend` is "c" or "cuda" (a generated kernel) or "extern" (the
     op's eager kernel run between C segments)."""
 
     name: str
@@ -72,8 +73,9 @@ def _located(trace: Trace, reason: str) -> str:
     return f"{reason} (at {os.path.basename(file)}:{line}: {code})"
 
 
-def _steps(graph: nx.DiGraph, plan, which: str) -> list[KernelReport]:
-    return [KernelReport(k.name, "extern" if k.kind == "extern" else "c", kernel_source(graph, plan, k), which,
+def _steps(graph: nx.DiGraph, plan, which: str, backend: str) -> list[KernelReport]:
+    source = cuda_kernel_source if backend == "cuda" else kernel_source
+    return [KernelReport(k.name, "extern" if k.kind == "extern" else backend, source(graph, plan, k), which,
                          list(k.nodes)) for k in plan.kernels]
 
 
@@ -82,6 +84,7 @@ def explain(fn: Callable, *args, **kwargs) -> Explanation:
     its graphs, kernels and graph breaks."""
     forward = getattr(fn, "forward", fn) if not isinstance(fn, CompiledFunction) else fn
     target = forward.fn if isinstance(forward, CompiledFunction) else forward
+    backend = "cuda" if isinstance(forward, CompiledFunction) and forward.backend == "cuda" else "c"
     name = getattr(target, "__qualname__", "function")
     trace, derivation = trace_call(target, args, kwargs)
     if trace.breaks:
@@ -89,13 +92,13 @@ def explain(fn: Callable, *args, **kwargs) -> Explanation:
     parts = split(trace, derivation) if derivation.placeholders else None
     result = Explanation(name, build_graph(trace if parts is None else parts.forward))
     try:
-        graph, plan, _ = lower(trace if parts is None else parts.forward, name)
+        graph, plan, _ = lower(trace if parts is None else parts.forward, name, backend)
         result.graph = graph
-        result.kernels += _steps(graph, plan, "forward")
+        result.kernels += _steps(graph, plan, "forward", backend)
         if parts is not None:
-            graph, plan, _ = lower(parts.backward, f"{name} (backward)")
+            graph, plan, _ = lower(parts.backward, f"{name} (backward)", backend)
             result.backward_graph = graph
-            result.kernels += _steps(graph, plan, "backward")
+            result.kernels += _steps(graph, plan, "backward", backend)
     except GraphBreak as e:
         result.breaks.append(str(e))
     return result

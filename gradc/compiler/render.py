@@ -71,8 +71,8 @@ def resource_dir(package: str, folder: str) -> Path:
 
 
 @cache
-def _environment() -> jinja2.Environment:
-    loader = jinja2.FileSystemLoader(str(resource_dir("gradc.templates", "templates") / "c"))
+def _environment(backend: str = "c") -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader(str(resource_dir("gradc.templates", "templates") / backend))
     return jinja2.Environment(loader=loader, trim_blocks=True, lstrip_blocks=True, autoescape=False,
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -104,11 +104,11 @@ def buffer_geometry(g: nx.DiGraph, plan: Plan, n: int) -> tuple:
     return plan.buffers[n].slot, 0, _contiguous(d["shape"])
 
 
-def _with_sizes(params: list, arguments: list, lines: list) -> None:
+def _with_sizes(params: list, arguments: list, lines: list, restrict: str = "restrict") -> None:
     """Add the dynamic sizes a kernel body uses (s0, s1, ...) as a parameter and locals."""
     symbols = sorted({int(m) for m in _SYMBOL.findall("\n".join(lines))})
     if symbols:  # sizes of dynamic dims, read once per call
-        params.append("const int64_t *restrict sz")
+        params.append(f"const int64_t *{restrict} sz")
         arguments.append("sz")
         lines[:0] = [f"    const int64_t s{i} = sz[{i}];" for i in symbols]
 
