@@ -6,6 +6,8 @@ that chooses between them.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -54,12 +56,23 @@ def as_device(spec) -> device:
 
 def array_module(dev: device):
     """numpy for the CPU, cupy for CUDA (imported only when a CUDA tensor is made)."""
-    if dev.type == "cpu":
-        return np
+    return np if dev.type == "cpu" else _cupy(dev.index or 0)
+
+
+@functools.cache
+def _cupy(index: int):
+    """cupy, once it is known to reach CUDA device `index` (a clear error otherwise)."""
     try:
         import cupy
     except ImportError as e:
-        raise RuntimeError("CUDA tensors need cupy: pip install 'gradc[cuda]'") from e
+        raise RuntimeError(f"cuda:{index} tensors need cupy, which is not installed: pip install "
+                           "'gradc[cuda]' (cupy-cuda13x) on a machine with an NVIDIA GPU") from e
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, or no GPU: cupy's own error says which
+        raise RuntimeError(f"cuda:{index} tensors need an NVIDIA GPU; cupy cannot reach one ({e})") from e
+    if index >= count:
+        raise RuntimeError(f"cuda:{index} is not available: this machine has {count} CUDA device(s)")
     return cupy
 
 

@@ -282,8 +282,7 @@ def from_dlpack(ext) -> Tensor:
     device_type = ext.__dlpack_device__()[0] if hasattr(ext, "__dlpack_device__") else 1
     if device_type == 1:
         return from_numpy(np.from_dlpack(ext))
-    import cupy
-
+    cupy = array_module(as_device("cuda"))  # a clear error when cupy is missing
     arr = cupy.from_dlpack(ext)
     dev = as_device(f"cuda:{arr.device.id}")
     from .ops.shapes import numel

@@ -7,6 +7,7 @@ else (transpose, squeeze, select, split, ...) is composed from them.
 """
 from __future__ import annotations
 
+from ..device import array_module
 from ..size import Size, contiguous_strides
 from ..tensor import Tensor
 from .dispatch import apply
@@ -430,8 +431,7 @@ CAST = defop("cast", meta=lambda x, dtype: (((x.shape, dtype),), None),
 def _to_device_kernel(xp, x, device, source):
     if device.type == "cpu":
         return x.get() if hasattr(x, "get") else x.copy()
-    import cupy
-
+    cupy = array_module(device)  # a clear error when cupy or a GPU is missing
     with cupy.cuda.Device(device.index):
         return cupy.asarray(x)
 
