@@ -30,19 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
-from ..device import CPU
 from ..factories import default_generator
 from . import cache
 from .capture import Trace, capture
 from .check import check_call
 from .config import bump, config, env_flag
+from .cuda_runner import CudaModule
 from .dynamic import all_dims, changed_dims, pattern, signature
 from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
 from .guards import guard_key, tensor_meta
 from .joint import Derivation, derive, split
 from .render import entry_points, render, sanitize
-from .render_cuda import render_cuda
+from .render_cuda import cuda_program, render_cuda
 from .runner import Module
 from .schedule import schedule
 from .simplify import simplify
@@ -98,8 +98,11 @@ class CompiledFunction:
         except TypeError as e:
             bump("fallbacks", str(e))
             return self.fn(*args, **kwargs)
-        if any(t.device is not CPU and t.device != CPU for t in tensors):
-            bump("fallbacks", "launching compiled CUDA is not built yet")
+        devices = {t.device for t in tensors}
+        on_gpu = any(d.type == "cuda" for d in devices)
+        if on_gpu and (len(devices) > 1 or self.backend == "c"):
+            reason = "tensors on several devices" if len(devices) > 1 else "backend='c' got CUDA tensors"
+            bump("fallbacks", reason)
             return self.fn(*args, **kwargs)
         candidates = self.entries.get(key, ())
         entry = next((e for e in candidates if _guards_hold(e)), None)
@@ -173,7 +176,8 @@ class CompiledFunction:
         On a graph break or toolchain failure the capture run's eager results are returned
         (with their eager autograd graph, so gradients stay exact). A call a dynamic entry
         serves after its check capture returns that capture's (eager) results."""
-        if self.backend == "cuda":
+        device = next((t.device for t in tensors if t.device.type == "cuda"), None)
+        if self.backend == "cuda" and device is None:
             return self._render_cuda(key, args, kwargs)
         name = getattr(self.fn, "__qualname__", "function")
         reuse = self._reuse_dynamic(key, tensors, args, kwargs)
@@ -189,9 +193,10 @@ class CompiledFunction:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
             parts = split(trace, derivation) if derivation.placeholders else None
-            lowered = [lower(trace if parts is None else parts.forward, name)]
+            target = "cuda" if device is not None else "c"
+            lowered = [lower(trace if parts is None else parts.forward, name, target)]
             if parts is not None:
-                lowered.append(lower(parts.backward, f"{name} (backward)"))
+                lowered.append(lower(parts.backward, f"{name} (backward)", target))
         except GraphBreak as e:
             bump("graph_breaks", str(e))
             if self.fullgraph:
@@ -200,7 +205,7 @@ class CompiledFunction:
             bump("fallbacks", f"graph break: {e}")
             return trace.result
         try:
-            modules = self._build_all(lowered)
+            modules = self._build_all(lowered, device)
         except BuildError as e:
             self.disabled = f"C toolchain failed: {e}"
             warnings.warn(f"gradc.compile: {self.disabled}; running {self.__qualname__} eagerly",
@@ -229,13 +234,22 @@ class CompiledFunction:
             return result  # seeds: running again would repeat the writes or draw again
         return self._run(entry, tensors, args, kwargs)
 
-    def _build_all(self, lowered: list) -> list[Module]:
+    def _build_all(self, lowered: list, device) -> list:
         """Build the forward and backward modules at once (two C compilers in parallel: the
-        build dominates a cold compile)."""
+        build dominates a cold compile); on a CUDA device, NVRTC builds them in turn."""
+        if device is not None:
+            return [self._build_cuda(*part, device) for part in lowered]
         if len(lowered) == 1:
             return [self._build(*lowered[0])]
         with ThreadPoolExecutor(max_workers=len(lowered)) as pool:
             return list(pool.map(lambda part: self._build(*part), lowered))
+
+    def _build_cuda(self, graph, plan, source: str, device) -> CudaModule:
+        _dump(source, ".cu")
+        _, launches = cuda_program(graph, plan, "")
+        module = CudaModule(graph, plan, source, launches, device)
+        bump("compiles", self.__qualname__)
+        return module
 
     def _build(self, graph, plan, source: str) -> Module:
         _dump(source)

@@ -19,22 +19,24 @@ from .schedule import Kernel
 from .symbolic import evaluate
 
 
-def operand_array(g: nx.DiGraph, n: int, arrays: dict[int, np.ndarray], sizes: tuple = ()) -> np.ndarray:
+def operand_array(g: nx.DiGraph, n: int, arrays: dict, sizes: tuple = (), xp=np):
     """The array of node `n` (an input, a view or a computed value) given the arrays of
-    the buffers by node and the dynamic sizes of this call."""
+    the buffers by node and the dynamic sizes of this call (numpy or cupy arrays)."""
     d = g.nodes[n]
     if d["kind"] != "view":
         return arrays[n]
     root = arrays[d["root"]]
     item = root.itemsize
     offset, shape, strides = evaluate((d["offset"], tuple(d["shape"]), tuple(d["strides"])), sizes)
+    if xp is not np:  # a device view from the root's first element
+        return xp.ndarray(shape, root.dtype, memptr=root.data + offset * item, strides=[s * item for s in strides])
     start = as_strided(root, shape=(offset + 1,), strides=(item,), writeable=False)[offset:]
     return as_strided(start, shape=shape, strides=[s * item for s in strides], writeable=False)
 
 
-def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray], sizes: tuple = ()) -> np.ndarray:
-    """Run extern step `k` at this call's dynamic sizes; returns the C-contiguous array
-    holding its result."""
+def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict, sizes: tuple = (), xp=np):
+    """Run extern step `k` at this call's dynamic sizes with array module `xp`; returns the
+    C-contiguous array holding its result."""
     n = k.roots[0]
     d = g.nodes[n]
     want = d["compute"].np if d["compute"] is not None else None
@@ -43,11 +45,11 @@ def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray], sizes: t
         if tag == "const":
             args.append(ref)
             continue
-        a = operand_array(g, ref, arrays, sizes)
+        a = operand_array(g, ref, arrays, sizes, xp)
         if want is not None and a.dtype != want:
             a = a.astype(want)
         args.append(a)
-    result = np.asarray(OPS[d["op"]].kernel(np, *args, **evaluate(d["attrs"], sizes)))
+    result = xp.asarray(OPS[d["op"]].kernel(xp, *args, **evaluate(d["attrs"], sizes)))
     dtype = d["dtype"].np
     planned = evaluate(tuple(d["shape"]), sizes)
     if result.shape != planned:
@@ -55,6 +57,6 @@ def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict[int, np.ndarray], sizes: t
                            f"{result.shape}, planned {planned}")
     if result.dtype == dtype and result.flags.c_contiguous and result.base is None:
         return result
-    out = np.empty(result.shape, dtype=dtype)
+    out = xp.empty(result.shape, dtype=dtype)
     out[...] = result
     return out

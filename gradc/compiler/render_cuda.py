@@ -15,6 +15,8 @@ kernel comment names its graph nodes, source lines and launch grid.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import networkx as nx
 
 from .._version import __version__
@@ -109,15 +111,19 @@ class _CudaWriter:
         lo, hi = limits(out)
         return ctype(out), lo if d["op"] == "amax" else hi, _REDUCERS[d["op"]]
 
-    def _function(self, summary: str, launch: str, lines: list) -> dict:
+    def _function(self, summary: str, grid: tuple, lines: list) -> dict:
+        """The kernel's source, its launch (grid as (work items, items per block)), the
+        buffer slots its parameters take in order, and its code key."""
         g, k = self.g, self.k
         comments = [f"node {n}: {g.nodes[n]['op']}{_where(g.nodes[n])}" for n in k.nodes]
         params = [self.params[s] for s in sorted(self.params)]
         arguments = [f"buf[{s}]" for s in sorted(self.params)]
         _with_sizes(params, arguments, lines, "__restrict__")
+        launch = _grid_text(*grid)
         source = _environment("cuda").get_template("kernel.cu.j2").render(
             name=k.name, summary=summary, comments=comments, params=params, body=lines, launch=launch)
-        return {"source": source, "launch": f"{k.name}<<<{launch}>>>", "code": _code_key(params, lines)}
+        return {"source": source, "launch": f"{k.name}<<<{launch}>>>", "code": _code_key(params, lines),
+                "grid": grid, "slots": sorted(self.params), "sizes": arguments[-1:] == ["sz"]}
 
     # -------------------------------------------------------------- kernel kinds
     def write(self) -> dict:
@@ -143,7 +149,7 @@ class _CudaWriter:
             vec = self._vector(self.g.nodes[r]["shape"], _contiguous(self.g.nodes[r]["shape"]))
             body.append(f"b{slot}[{self._offset(0, vec, names)}] = v{r};  /* output: node {r} */")
         lines += ["    " + line for line in body] + ["}"]
-        return self._function(f"pointwise over shape {list(k.space)}", _grid(total, THREADS),
+        return self._function(f"pointwise over shape {list(k.space)}", (total, THREADS),
                               ["    " + line for line in lines])
 
     def _reduction(self) -> dict:
@@ -171,7 +177,7 @@ class _CudaWriter:
                     f"({ctype(d['dtype'])})acc;  /* node {r}: {d['op']} */")
         lines += ["    " + line for line in body] + ["}"]
         summary = f"reduction over shape {list(k.space)}, reducing dims {list(k.reduce_dims)}"
-        return self._function(summary, _grid(n_out, 1), ["    " + line for line in lines])
+        return self._function(summary, (n_out, 1), ["    " + line for line in lines])
 
     def _rows(self) -> dict:
         k, g = self.k, self.g
@@ -215,7 +221,7 @@ class _CudaWriter:
         lines = [f"__shared__ {t} scratch_{_scratch_name(t)}[32];" for t in sorted(scratch)] + lines
         lines += ["    " + line for line in body] + ["}"]
         summary = f"{len(k.stages)} stages fused per row of shape {list(k.space)}, one block per row"
-        return self._function(summary, _grid(n_rows, 1), ["    " + line for line in lines])
+        return self._function(summary, (n_rows, 1), ["    " + line for line in lines])
 
     def _template(self) -> dict:
         g, k = self.g, self.k
@@ -231,19 +237,34 @@ class _CudaWriter:
         lines = ["    " + line if line else line for line in body.rstrip("\n").split("\n")]
         self.params = {slot: f"const {t_in} *__restrict__ x", out_slot: f"{t} *__restrict__ out"}
         per_row = d["op"] in ("softmax", "log_softmax")
-        launch = _grid(context["rows"], 1) if per_row else _grid(_product(d["shape"]), THREADS)
-        return self._function(summary, launch, lines)
+        grid = (context["rows"], 1) if per_row else (_product(d["shape"]), THREADS)
+        return self._function(summary, grid, lines)
 
 
 def _scratch_name(ctype_name: str) -> str:
     return ctype_name.replace(" ", "_")
 
 
-def _grid(work, per_block: int) -> str:
-    """The launch configuration as text: enough blocks for `work` items (capped; kernels
-    loop over the rest), GRADC_THREADS threads each."""
+def _grid_text(work, per_block: int) -> str:
     blocks = f"min(ceil({work} / {per_block}), {MAX_BLOCKS})" if per_block > 1 else f"min({work}, {MAX_BLOCKS})"
     return f"{blocks}, {THREADS}"
+
+
+def blocks(work: int, per_block: int) -> int:
+    """Blocks to launch for `work` items, `per_block` per block: enough to cover them, at
+    most MAX_BLOCKS (every kernel loops over the rest), at least one."""
+    return max(1, min(-(-work // per_block), MAX_BLOCKS))
+
+
+@dataclass
+class Launch:
+    """One step of a CUDA program: a kernel launch, or an extern step (`extern` set)."""
+
+    kernel: str = ""  # the function to launch (an earlier twin's, for repeated code)
+    slots: list = field(default_factory=list)  # buffer slots of its parameters, in order
+    grid: tuple = (1, 1)  # (work items, items per block), work possibly symbolic
+    sizes: bool = False  # takes the dynamic sizes as its last parameter
+    extern: Kernel | None = None
 
 
 def cuda_kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
@@ -255,11 +276,17 @@ def cuda_kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
 
 def render_cuda(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
     """The CUDA source of a whole plan (kernels in launch order, repeated code once)."""
-    kernels, steps = [], []
+    return cuda_program(g, plan, function_name)[0]
+
+
+def cuda_program(g: nx.DiGraph, plan: Plan, function_name: str) -> tuple[str, list[Launch]]:
+    """(CUDA source, launch sequence) of a plan."""
+    kernels, steps, launches = [], [], []
     written: dict[tuple, str] = {}
     for k in plan.kernels:
         if k.kind == "extern":
             steps.append("extern: " + _extern_note(g, plan, k))
+            launches.append(Launch(extern=k))
             continue
         out = _CudaWriter(g, plan, k).write()
         twin = written.setdefault(out["code"], k.name)
@@ -268,8 +295,10 @@ def render_cuda(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
             steps.append(out["launch"])
         else:
             steps.append(twin + out["launch"][len(k.name):] + f"  ({k.name})")
-    return _environment("cuda").get_template("module.cu.j2").render(
+        launches.append(Launch(twin, out["slots"], out["grid"], out["sizes"]))
+    source = _environment("cuda").get_template("module.cu.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(), kernels=kernels,
         steps=[sanitize(s, 300) for s in steps], threads=THREADS,
         n_externs=sum(k.kind == "extern" for k in plan.kernels))
+    return source, launches
 
