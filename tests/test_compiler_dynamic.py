@@ -96,3 +96,9 @@ def test_sizes_zero_and_one_are_specialized(size):
     assert_close(compiled(x), x.exp().sum(0))
     assert counters["dynamic_reuses"] == 0  # not served by the (s0, s1) entry
     assert compiled.dynamic_entries[-1].dims == {(0, 1)}  # its own entry: only the size-3 dim is symbolic
+
+
+def test_results_of_a_symbolic_capture_have_plain_sizes():
+    compiled = gradc.compile(lambda x: (x * 2).reshape(-1, 2).sum(1), dynamic=True)
+    out = compiled(gradc.randn(6, 4))
+    assert not any(isinstance(s, Sym) for s in out.shape) and repr(out.shape) == "gradc.Size([12])"

@@ -431,6 +431,8 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
             for name, method in saved.items():
                 setattr(Tensor, name, method)
     trace.modules = list(tracer.modules.values())
+    if trace.symbols:
+        _concrete_sizes(tracer.keep)
     _finish_externals(trace, tracer)
     return trace
 
@@ -453,6 +455,16 @@ def _symbolic_arguments(trace: Trace, args: tuple, kwargs: dict, dynamic: frozen
         alias._shape, alias._stride = Size(shape), tuple(strides)
     swap = [aliases[id(v)][1] if isinstance(v, Tensor) and id(v) in aliases else v for v in values]
     return tuple(swap[:len(args)]), dict(zip(kwargs, swap[len(args):]))
+
+
+def _concrete_sizes(tensors: list) -> None:
+    """Give the tensors a symbolic capture touched (its results included) plain int sizes
+    again: symbols belong to the trace, not to what the user holds afterwards."""
+    for t in tensors:
+        if is_symbolic(tuple(t._shape)) or (t._stride is not None and is_symbolic(tuple(t._stride))):
+            t._shape = Size(int(s) for s in t._shape)
+            t._stride = None if t._stride is None else tuple(int(s) for s in t._stride)
+            t._offset = int(t._offset)
 
 
 def _finish_externals(trace: Trace, tracer: _Tracer) -> None:

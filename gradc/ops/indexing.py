@@ -109,9 +109,62 @@ def _index_meta(x, *indices, template):
     return ((probe[_fill(template, dummies)].shape, x.dtype),), None
 
 
+def scatter_add_at(xp, out, key, values) -> None:
+    """numpy's `np.add.at(out, key, values)` (unbuffered: repeated indices all add) on any
+    array module. cupy has `cupy.add.at` from v12 and `cupyx.scatter_add` before; both use
+    CUDA's atomicAdd, which has no bool or 8/16-bit integer form: those accumulate in int64
+    and wrap back, as numpy's own modular arithmetic (and logical or, for bool) does."""
+    if xp is np:
+        np.add.at(out, key, values)
+        return
+    small = out.dtype.kind in "biu" and out.dtype.itemsize < 4
+    work = out.astype(xp.int64) if small else out
+    values = xp.asarray(values, dtype=work.dtype)
+    at = getattr(xp.add, "at", None)
+    if at is not None:
+        at(work, key, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(work, key, values)
+    if small:
+        out[...] = work.astype(out.dtype)
+
+
+def _is_mask(k) -> bool:
+    return getattr(getattr(k, "dtype", None), "kind", None) == "b"
+
+
+def _check_bounds(xp, shape, key) -> None:
+    """numpy raises IndexError for an out-of-range integer index array; cupy silently wraps it
+    around. On other array modules, raise numpy's error (with "dimension") before indexing."""
+    if xp is np:
+        return
+    consuming = sum(k.ndim if _is_mask(k) else 1
+                    for k in key if k is not None and k is not Ellipsis)
+    d = 0
+    for k in key:
+        if k is Ellipsis:
+            d += max(len(shape) - consuming, 0)
+        elif k is None:
+            continue
+        elif _is_mask(k):
+            d += k.ndim
+        else:
+            if hasattr(k, "dtype") and k.size and d < len(shape):
+                n = shape[d]
+                lo, hi = int(k.min()), int(k.max())
+                if lo < -n or hi >= n:
+                    raise IndexError(f"index {lo if lo < -n else hi} is out of bounds for dimension {d} "
+                                     f"with size {n}")
+            d += 1
+
+
 def _index_kernel(xp, x, *indices, template):
     try:
-        return x[_fill(template, indices)]
+        key = _fill(template, indices)
+        _check_bounds(xp, x.shape, key)
+        return x[key]
     except IndexError as e:
         raise IndexError(str(e).replace("axis", "dimension")) from None
 
@@ -133,8 +186,9 @@ def _index_put_kernel(xp, x, values, *indices, template, accumulate):
     out = xp.array(x, copy=True, order="C")
     key = _fill(template, indices)
     try:
+        _check_bounds(xp, out.shape, key)
         if accumulate:
-            xp.add.at(out, key, values)
+            scatter_add_at(xp, out, key, values)
         else:
             out[key] = values
     except IndexError as e:
@@ -271,9 +325,10 @@ def _gather_meta(x, index, dim):
     return ((index.shape, x.dtype),), None
 
 
-def _along(index, dim):
-    """Index arrays that address `index`'s positions, with `index` itself along `dim`."""
-    grids = np.ogrid[tuple(slice(0, n) for n in index.shape)]
+def _along(xp, index, dim):
+    """Index arrays that address `index`'s positions, with `index` itself along `dim` (grids
+    from `xp`, so that they live on `index`'s device)."""
+    grids = xp.ogrid[tuple(slice(0, n) for n in index.shape)]
     return tuple(index if i == dim else g for i, g in enumerate(grids))
 
 
@@ -282,7 +337,7 @@ def _gather_kernel(xp, x, index, dim):
     if x.ndim == 0:
         return x.reshape(index.shape).copy()
     _check_range("gather", index, d, x.shape[d])
-    return x[_along(index, d)]
+    return x[_along(xp, index, d)]
 
 
 def _check_range(op, index, dim, size):
@@ -324,7 +379,7 @@ def _scatter_add_kernel(xp, x, index, src, dim):
         return out + src.sum()
     _check_range("scatter_add", index, d, x.shape[d])
     part = src[tuple(slice(0, n) for n in index.shape)]
-    xp.add.at(out, _along(index, d), part)
+    scatter_add_at(xp, out, _along(xp, index, d), part)
     return out
 
 

@@ -73,8 +73,11 @@ def defpointwise(name, kernel, backward=None, *, kind=None, saves="", lowering=N
 # ---------------------------------------------------------------- arithmetic
 ADD = defpointwise("add", lambda xp, a, b: a + b, lambda ctx, g: (g, g), lowering="({0} + {1})")
 def _no_bool(kernel, message):
-    """PyTorch's RuntimeError (numpy raises TypeError) for `-` on bool tensors."""
+    """PyTorch's RuntimeError (numpy raises TypeError) for `-` on bool tensors. The dtype is
+    checked first: older cupy computes bool `-` (as xor/not) instead of raising."""
     def checked(xp, *arrays):
+        if any(getattr(getattr(a, "dtype", None), "kind", None) == "b" for a in arrays):
+            raise RuntimeError(message)
         try:
             return kernel(xp, *arrays)
         except TypeError as e:
@@ -128,10 +131,22 @@ def _pow_kernel(xp, a, b):
         for _ in range(n - 1):
             out = out * a
         return out
+    if xp is not np and _negative_int_power(a, b):  # numpy raises this itself; cupy gives garbage
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
     try:
         return a ** b
     except ValueError as e:  # numpy: "Integers to negative integer powers are not allowed."
         raise RuntimeError(str(e)) from None
+
+
+def _negative_int_power(a, b) -> bool:
+    """Whether `a ** b` raises numpy's "Integers to negative integer powers" error."""
+    base = a if hasattr(a, "dtype") else b
+    if base.dtype.kind not in "iu":
+        return False
+    if hasattr(b, "dtype"):
+        return b.dtype.kind == "i" and b.size > 0 and bool((b < 0).any())
+    return isinstance(b, int) and b < 0
 
 
 def _pow_bw(ctx, g):
@@ -249,7 +264,7 @@ RELU = defpointwise("relu", lambda xp, a: xp.maximum(a, 0).astype(a.dtype, copy=
                     lowering="gradc_max({0}, 0)")
 FLOOR = defpointwise("floor", lambda xp, a: xp.floor(a), lambda ctx, g: g * 0.0, lowering="floor({0})")
 CEIL = defpointwise("ceil", lambda xp, a: xp.ceil(a), lambda ctx, g: g * 0.0, lowering="ceil({0})")
-ROUND = defpointwise("round", lambda xp, a: xp.round(a), lambda ctx, g: g * 0.0, lowering="rint({0})")
+ROUND = defpointwise("round", lambda xp, a: a.round(), lambda ctx, g: g * 0.0, lowering="rint({0})")
 
 _SQRT1_2 = 1 / math.sqrt(2)
 _SQRT2_PI = math.sqrt(2 / math.pi)
