@@ -190,8 +190,9 @@ class _Prepared:
         return _flat(self.case.entry.fn(gradc, *[next(it) if isinstance(a, gradc.Tensor) else a for a in self.args]))
 
 
-def _compile_group(prepared: list, grad: bool):
-    """Compile one function returning every case's outputs (fullgraph) and call it once."""
+def group_function(prepared: list):
+    """(one function returning every case's outputs, its flat tensor inputs): a group of
+    cases compiles as one graph (the CUDA render and GPU tests reuse it)."""
     counts = [len(p.tensors) for p in prepared]
 
     def sweep(*tensors):
@@ -201,8 +202,13 @@ def _compile_group(prepared: list, grad: bool):
             at += n
         return tuple(outs)
 
+    return sweep, [t for p in prepared for t in p.tensors]
+
+
+def _compile_group(prepared: list, grad: bool):
+    """Compile one function returning every case's outputs (fullgraph) and call it once."""
+    sweep, flat_inputs = group_function(prepared)
     compiled = gradc.compile(sweep, fullgraph=True)
-    flat_inputs = [t for p in prepared for t in p.tensors]
     with gradc.set_grad_enabled(grad):
         result = compiled(*flat_inputs)
     outs, at = [], 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_compiler_ops import COMPILING, GROUP_SIZE, _Prepared
+from test_compiler_ops import COMPILING, GROUP_SIZE, _Prepared, group_function
 
 import gradc
 import gradc.nn.functional as F
@@ -50,16 +50,8 @@ def test_every_lowered_op_compiled_on_the_gpu_matches_eager_cpu(grad):
     cases = [c for c in COMPILING if c.grad == grad and c.dtype == "float32"]
     for i in range(0, len(cases), GROUP_SIZE):
         prepared = [_Prepared(c) for c in cases[i:i + GROUP_SIZE]]
-        counts = [len(p.tensors) for p in prepared]
-
-        def sweep(*tensors, prepared=prepared, counts=counts):
-            outs, at = [], 0
-            for p, n in zip(prepared, counts):
-                outs += p.call(tensors[at:at + n])
-                at += n
-            return tuple(outs)
-
-        inputs = [t.detach().cuda().requires_grad_(t.requires_grad) for p in prepared for t in p.tensors]
+        sweep, cpu_inputs = group_function(prepared)
+        inputs = [t.detach().cuda().requires_grad_(t.requires_grad) for t in cpu_inputs]
         with gradc.set_grad_enabled(grad):
             got = gradc.compile(sweep, fullgraph=True)(*inputs)
         want = [o for p in prepared for o in p.eager]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_compiler_ops import COMPILING, GROUP_SIZE, _Prepared
+from test_compiler_ops import COMPILING, GROUP_SIZE, _Prepared, group_function
 
 import gradc
 import gradc.nn.functional as F
@@ -34,20 +34,6 @@ def _nvcc(folder: Path) -> None:
     assert len(list(folder.glob("*.ptx"))) == len(sources)
 
 
-def _group(cases: list, grad: bool):
-    prepared = [_Prepared(c) for c in cases]
-    counts = [len(p.tensors) for p in prepared]
-
-    def sweep(*tensors):
-        outs, at = [], 0
-        for p, n in zip(prepared, counts):
-            outs += p.call(tensors[at:at + n])
-            at += n
-        return tuple(outs)
-
-    return sweep, [t for p in prepared for t in p.tensors]
-
-
 def test_every_lowered_op_renders_cuda_that_nvcc_compiles(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADC_DUMP_DIR", str(tmp_path))
     by_kind: dict = {}
@@ -55,7 +41,7 @@ def test_every_lowered_op_renders_cuda_that_nvcc_compiles(tmp_path, monkeypatch)
         by_kind.setdefault((c.dtype, c.grad), []).append(c)
     for (_, grad), cases in by_kind.items():
         for i in range(0, len(cases), GROUP_SIZE):
-            sweep, inputs = _group(cases[i:i + GROUP_SIZE], grad)
+            sweep, inputs = group_function([_Prepared(c) for c in cases[i:i + GROUP_SIZE]])
             with gradc.set_grad_enabled(grad):
                 gradc.compile(sweep, backend="cuda", fullgraph=True)(*inputs)
     assert gradc.compiler.counters["compiles"] == 0  # rendered, never built for the CPU
