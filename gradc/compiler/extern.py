@@ -34,21 +34,27 @@ def operand_array(g: nx.DiGraph, n: int, arrays: dict, sizes: tuple = (), xp=np)
     return as_strided(start, shape=shape, strides=[s * item for s in strides], writeable=False)
 
 
-def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict, sizes: tuple = (), xp=np):
-    """Run extern step `k` at this call's dynamic sizes with array module `xp`; returns the
-    C-contiguous array holding its result."""
-    n = k.roots[0]
-    d = g.nodes[n]
+def kernel_arguments(d: dict, array_of) -> list:
+    """An op node's arguments for its eager kernel, as `dispatch.apply` passes them: the
+    captured scalars, and each operand's array (`array_of(node)`) cast to the op's compute
+    dtype."""
     want = d["compute"].np if d["compute"] is not None else None
     args = []
     for tag, ref in d["args"]:
         if tag == "const":
             args.append(ref)
             continue
-        a = operand_array(g, ref, arrays, sizes, xp)
-        if want is not None and a.dtype != want:
-            a = a.astype(want)
-        args.append(a)
+        a = array_of(ref)
+        args.append(a if want is None or a.dtype == want else a.astype(want))
+    return args
+
+
+def run_extern(g: nx.DiGraph, k: Kernel, arrays: dict, sizes: tuple = (), xp=np):
+    """Run extern step `k` at this call's dynamic sizes with array module `xp`; returns the
+    C-contiguous array holding its result."""
+    n = k.roots[0]
+    d = g.nodes[n]
+    args = kernel_arguments(d, lambda ref: operand_array(g, ref, arrays, sizes, xp))
     result = xp.asarray(OPS[d["op"]].kernel(xp, *args, **evaluate(d["attrs"], sizes)))
     dtype = d["dtype"].np
     planned = evaluate(tuple(d["shape"]), sizes)

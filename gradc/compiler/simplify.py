@@ -27,6 +27,7 @@ import numpy as np
 
 from ..dtypes import dtype as DType
 from .constants import fill_value, op_of
+from .extern import kernel_arguments
 from .symbolic import Sym, is_symbolic, same_shape
 from .symbolic import same as same_size
 
@@ -227,14 +228,7 @@ def fold(g: nx.DiGraph, n) -> bool:
 
 
 def _eager_scalar(g: nx.DiGraph, d: dict, op):
-    want = d["compute"].np if d["compute"] is not None else None
-    arrays = []
-    for tag, ref in d["args"]:
-        if tag == "const":
-            arrays.append(ref)
-            continue
-        a = _fill_array(g.nodes[ref], _FOLD_WIDTH)
-        arrays.append(a if want is None or a.dtype == want else a.astype(want))
+    arrays = kernel_arguments(d, lambda ref: _fill_array(g.nodes[ref], _FOLD_WIDTH))
     try:
         with np.errstate(all="ignore"):
             result = np.asarray(op.kernel(np, *arrays, **d["attrs"]))
