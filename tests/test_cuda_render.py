@@ -83,3 +83,47 @@ def test_explain_shows_cuda_kernels():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_launch_sequence_matches_every_kernel_signature(monkeypatch):
+    """The host side of a CUDA program (what cuda_runner passes to each launch) agrees with
+    the kernels' parameter lists: one buffer per parameter, of the parameter's element type,
+    then the sizes table exactly when the kernel reads dynamic sizes."""
+    import re
+
+    from gradc.compiler.api import lower, trace_call
+    from gradc.compiler.cexpr import ctype
+    from gradc.compiler.joint import split
+    from gradc.compiler.render_cuda import cuda_program
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from char_transformer import CharTransformer
+
+    gradc.manual_seed(0)
+    lm = CharTransformer(30, 16, dim=32, heads=4, layers=1)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(256, 10))
+    text, digits, labels = gradc.randint(0, 30, (2, 16)), gradc.randn(8, 1, 8, 8), gradc.randint(0, 10, (8,))
+    cases = [(lambda i, t: F.cross_entropy(lm(i).reshape(-1, 30), t.reshape(-1)), (text, text), frozenset()),
+             (lambda x, y: F.cross_entropy(cnn(x), y), (digits, labels), frozenset({(0, 0), (1, 0)}))]
+    launches_checked, sized = 0, 0
+    for fn, args, dynamic in cases:
+        trace, derivation = trace_call(fn, args, {}, dynamic)
+        parts = split(trace, derivation)
+        for part in (parts.forward, parts.backward):
+            graph, plan, _ = lower(part, "test", "cuda")
+            source, launches = cuda_program(graph, plan, "test")
+            signatures = {name: params for name, params in
+                          re.findall(r"__global__ void __launch_bounds__\(GRADC_THREADS\) (\w+)\((.*)\)", source)}
+            dtype_of = {b.slot: b.dtype for b in plan.buffers.values()}
+            for step in launches:
+                if step.extern is not None:
+                    continue
+                params = [p.strip() for p in signatures[step.kernel].split(",")]
+                assert len(params) == len(step.slots) + step.sizes, (step.kernel, params, step.slots)
+                for param, slot in zip(params, step.slots):
+                    assert param.split("*")[0].replace("const", "").strip() == ctype(dtype_of[slot]), (param, slot)
+                assert step.sizes == params[-1].endswith(" sz")
+                launches_checked += 1
+                sized += step.sizes
+    assert launches_checked > 20 and sized > 0  # the dynamic CNN's kernels take the sizes
