@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from ..autograd import grad as autograd_grad
 from ..autograd.node import gradient_edge
 from ..factories import zeros
+from ..size import contiguous_strides
 from .capture import EXTERNS, TEMPLATES, Record, Trace, _geometry
 from .constants import op_of
 
@@ -125,7 +126,7 @@ def split(trace: Trace, d: Derivation) -> Split:
                 bwd_views[vid] = trace.views[vid]
         shape, dtype, _ = values[vid]
         copies[vid] = len(values)
-        values[copies[vid]] = (shape, dtype, _contiguous(shape))
+        values[copies[vid]] = (shape, dtype, contiguous_strides(shape))
         bwd_records.append(Record("clone", {}, [("value", vid)], copies[vid], None, ("<backward>", 0, "")))
     d = replace(d, grads=[copies.get(g, g) for g in d.grads])  # the capture's own stays as traced
     bwd_records = _recompute(trace, fwd_records, saved, bwd_views) + bwd_records
@@ -172,11 +173,3 @@ def _recompute(trace: Trace, fwd_records: list, saved: set, bwd_views: dict) -> 
             if ref not in chosen:
                 saved.add(ref)
     return list(chosen.values())
-
-
-def _contiguous(shape: tuple) -> tuple:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))

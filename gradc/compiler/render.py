@@ -24,6 +24,7 @@ import networkx as nx
 
 from .._version import __version__
 from ..ops.conv import blocks
+from ..size import contiguous_strides
 from .cexpr import ctype, limits, node_expression
 from .constants import POSITIONAL
 from .schedule import Kernel, Plan
@@ -77,13 +78,6 @@ def _environment(backend: str = "c") -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def _contiguous(shape: tuple) -> list:
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return strides[::-1]
-
 
 def _where(d: dict) -> str:
     src = d.get("source")
@@ -101,7 +95,7 @@ def buffer_geometry(g: nx.DiGraph, plan: Plan, n: int) -> tuple:
         return plan.buffers[d["root"]].slot, d["offset"], list(d["strides"])
     if d["kind"] == "input":
         return plan.buffers[n].slot, 0, list(d["strides"])
-    return plan.buffers[n].slot, 0, _contiguous(d["shape"])
+    return plan.buffers[n].slot, 0, contiguous_strides(d["shape"])
 
 
 def _with_sizes(params: list, arguments: list, lines: list, restrict: str = "restrict") -> None:
@@ -129,7 +123,7 @@ def _rows_context(g: nx.DiGraph, d: dict, operand: int, strides: list) -> tuple[
     """softmax / log_softmax: rows along `dim`, the other dims flattened in C order."""
     shape = tuple(d["shape"])
     dim = d["attrs"]["dim"] % len(shape) if shape else 0
-    out_strides = _contiguous(shape)
+    out_strides = contiguous_strides(shape)
     outer, after = [], 1
     for i in reversed([i for i in range(len(shape)) if i != dim]):
         outer.append({"size": shape[i], "after": after, "xs": strides[i], "ys": out_strides[i]})
@@ -248,17 +242,17 @@ class _KernelWriter:
         loads = [self._access(n) for n in k.loads]
         stores = []
         if k.kind == "pointwise":
-            stores = [(self.plan.buffers[r].slot, 0, _contiguous(k.space)) for r in k.roots]
+            stores = [(self.plan.buffers[r].slot, 0, contiguous_strides(k.space)) for r in k.roots]
         else:
             kept = [i for i in range(len(k.space)) if i not in k.reduce_dims]
-            inner = _contiguous(tuple(k.space[i] for i in kept))
+            inner = contiguous_strides(tuple(k.space[i] for i in kept))
             vec = [0] * len(k.space)
             for i, st in zip(kept, inner):
                 vec[i] = st
             stores = [(self.plan.buffers[k.roots[0]].slot, 0, vec)]
         positional = [n for n in k.nodes if g.nodes[n]["op"] in POSITIONAL]
         first_position = len(loads) + len(stores)
-        positions = [self._broadcast(g.nodes[n]["shape"], _contiguous(g.nodes[n]["shape"])) for n in positional]
+        positions = [self._broadcast(g.nodes[n]["shape"], contiguous_strides(g.nodes[n]["shape"])) for n in positional]
         loops = self._loops([v for _, _, v in loads + stores] + positions)
         var = [f"i{j}" for j in range(len(loops))]
 
@@ -471,7 +465,7 @@ class _RowsWriter(_KernelWriter):
         for n in compute:
             d = g.nodes[n]
             shape = d["shape"]
-            position = offset(0, self._broadcast(shape, _contiguous(shape))) if d["op"] in POSITIONAL else ""
+            position = offset(0, self._broadcast(shape, contiguous_strides(shape))) if d["op"] in POSITIONAL else ""
             values.append(f"const {ctype(d['dtype'])} v{n} = {node_expression(d, lambda ref: f'v{ref}', position)};")
         along = not (stage.kind == "pointwise" and not isinstance(stage.space[-1], Sym) and stage.space[-1] == 1)
         length = self.k.space[-1]
@@ -481,7 +475,7 @@ class _RowsWriter(_KernelWriter):
             slot = self.plan.buffers[r].slot
             self.params[slot] = f"{ctype(d['dtype'])} *restrict b{slot}"
             kept = tuple(d["shape"]) if len(d["shape"]) == len(self.k.space) else tuple(d["shape"]) + (1,)
-            store_vec = self._broadcast(kept, _contiguous(kept))
+            store_vec = self._broadcast(kept, contiguous_strides(kept))
             acc_t, init, combine = self._accumulator(d, d["args"][0][1], f"acc{r}")
             clause = {"sum": f"reduction(+:acc{r})", "prod": f"reduction(*:acc{r})"}.get(d["op"], "")
             out.append("{")
@@ -497,7 +491,7 @@ class _RowsWriter(_KernelWriter):
             for r in stage.roots:
                 slot = self.plan.buffers[r].slot
                 self.params[slot] = f"{ctype(self.plan.buffers[r].dtype)} *restrict b{slot}"
-                vec = self._broadcast(stage.space, _contiguous(stage.space))
+                vec = self._broadcast(stage.space, contiguous_strides(stage.space))
                 stores.append(f"b{slot}[{offset(0, vec)}] = v{r};  /* output: node {r} */")
             if along:
                 out.append(_pragma("", True))

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .._version import __version__
+from ..size import contiguous_strides
 from .cexpr import ctype, limits, node_expression
 from .constants import POSITIONAL
 from .render import (
     _TEMPLATE_CONTEXTS,
     _code_key,
-    _contiguous,
     _environment,
     _extern_note,
     _one,
@@ -98,7 +98,8 @@ class _CudaWriter:
         for n in (kernel.nodes[:-1] if skip_last else kernel.nodes):
             d = g.nodes[n]
             shape = d["shape"]
-            position = self._offset(0, self._vector(shape, _contiguous(shape)), names) if d["op"] in POSITIONAL else ""
+            position = "" if d["op"] not in POSITIONAL else \
+                self._offset(0, self._vector(shape, contiguous_strides(shape)), names)
             out.append(f"const {ctype(d['dtype'])} v{n} = {node_expression(d, lambda ref: f'v{ref}', position)};")
         return out
 
@@ -146,7 +147,7 @@ class _CudaWriter:
         body = self._split("i", list(range(len(k.space))), names) + self._values(k, names, False)
         for r in k.roots:
             slot = self._store_param(r)
-            vec = self._vector(self.g.nodes[r]["shape"], _contiguous(self.g.nodes[r]["shape"]))
+            vec = self._vector(self.g.nodes[r]["shape"], contiguous_strides(self.g.nodes[r]["shape"]))
             body.append(f"b{slot}[{self._offset(0, vec, names)}] = v{r};  /* output: node {r} */")
         lines += ["    " + line for line in body] + ["}"]
         return self._function(f"pointwise over shape {list(k.space)}", (total, THREADS),
@@ -162,7 +163,7 @@ class _CudaWriter:
         operand = d["args"][0][1]
         slot = self._store_param(r)
         store = [0] * len(k.space)
-        for i, st in zip(kept, _contiguous(tuple(k.space[i] for i in kept))):
+        for i, st in zip(kept, contiguous_strides(tuple(k.space[i] for i in kept))):
             store[i] = 0 if _one(k.space[i]) else st
         n_out, n_red = _product(k.space[i] for i in kept), _product(k.space[i] for i in k.reduce_dims)
         lines = [f"__shared__ {acc_t} scratch[32];",
@@ -195,7 +196,7 @@ class _CudaWriter:
                 scratch.add(acc_t)
                 slot = self._store_param(r)
                 kept_shape = tuple(d["shape"]) if len(d["shape"]) == len(k.space) else tuple(d["shape"]) + (1,)
-                store = self._vector(kept_shape, _contiguous(kept_shape))
+                store = self._vector(kept_shape, contiguous_strides(kept_shape))
                 body += ["{", f"    {acc_t} acc = {identity};",
                          f"    for (int64_t l = threadIdx.x; l < {length}; l += blockDim.x) {{"]
                 body += ["        " + v for v in self._values(stage, names, True)]
@@ -209,7 +210,7 @@ class _CudaWriter:
                 stores = []
                 for r in stage.roots:
                     slot = self._store_param(r)
-                    vec = self._vector(stage.space, _contiguous(stage.space))
+                    vec = self._vector(stage.space, contiguous_strides(stage.space))
                     stores.append(f"b{slot}[{self._offset(0, vec, names)}] = v{r};  /* output: node {r} */")
                 inner = self._values(stage, names, False) + stores
                 if per_row:
