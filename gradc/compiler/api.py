@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
+from ..device import CPU
 from ..factories import default_generator
 from . import cache
 from .capture import Trace, capture
@@ -98,12 +99,12 @@ class CompiledFunction:
         except TypeError as e:
             bump("fallbacks", str(e))
             return self.fn(*args, **kwargs)
-        devices = {t.device for t in tensors}
-        on_gpu = any(d.type == "cuda" for d in devices)
-        if on_gpu and (len(devices) > 1 or self.backend == "c"):
-            reason = "tensors on several devices" if len(devices) > 1 else "backend='c' got CUDA tensors"
-            bump("fallbacks", reason)
-            return self.fn(*args, **kwargs)
+        if any(t.device is not CPU for t in tensors):  # the CPU is one object: a cheap test per call
+            devices = {t.device for t in tensors}
+            if len(devices) > 1 or self.backend == "c":
+                reason = "tensors on several devices" if len(devices) > 1 else "backend='c' got CUDA tensors"
+                bump("fallbacks", reason)
+                return self.fn(*args, **kwargs)
         candidates = self.entries.get(key, ())
         entry = next((e for e in candidates if _guards_hold(e)), None)
         if entry is not None:

@@ -38,6 +38,8 @@ class CudaModule:
     device: Any
     kernels: dict = field(init=False)  # kernel name -> cupy RawKernel
     symbols: list = field(init=False)
+    by_slot: dict = field(init=False)  # buffer slot -> node
+    externs: set = field(init=False)
 
     def __post_init__(self) -> None:
         from ..device import array_module
@@ -49,6 +51,8 @@ class CudaModule:
         except Exception as e:  # NVRTC's message (cupy's CompileException) names the line
             raise BuildError(f"NVRTC failed: {e}") from e
         self.symbols = list(self.graph.graph["symbols"])
+        self.by_slot = {b.slot: node for node, b in self.plan.buffers.items()}
+        self.externs = {s.extern.roots[0] for s in self.launches if s.extern}  # their arrays come from the step
         self.constants = {n: self.xp.asarray(b_value) for n, b_value in
                           ((n, self.graph.nodes[n]["value"]) for n in self.graph.graph["constants"])}
 
@@ -70,10 +74,8 @@ class CudaModule:
                     arrays[node] = self.constants[node]
                 elif b.role == "seed":
                     arrays[node] = inputs[node]._array() if node in inputs else xp.asarray(draw_seed(), xp.int64)
-            by_slot = {b.slot: node for node, b in buffers.items()}
-            externs = {s.extern.roots[0] for s in self.launches if s.extern}
             for node, b in buffers.items():
-                if node in arrays or node in externs:
+                if node in arrays or node in self.externs:
                     continue
                 arr = shared.get(b.storage) if b.storage >= 0 else None
                 if arr is None:
@@ -83,7 +85,7 @@ class CudaModule:
                 arrays[node] = arr
             size_table = xp.asarray(sizes, xp.int64) if sizes else None
             for step in self.launches:
-                self._step(step, arrays, by_slot, sizes, size_table)
+                self._step(step, arrays, sizes, size_table)
             for target, value in graph.graph["mutations"]:
                 inputs[target]._array()[...] = arrays[value]
                 inputs[target]._bump_version()
@@ -91,12 +93,12 @@ class CudaModule:
                 for n in dict.fromkeys(graph.graph["outputs"])}
         return tuple(outs[n] for n in graph.graph["outputs"])
 
-    def _step(self, step: Launch, arrays: dict, by_slot: dict, sizes: tuple, size_table) -> None:
+    def _step(self, step: Launch, arrays: dict, sizes: tuple, size_table) -> None:
         if step.extern is not None:
             node = step.extern.roots[0]
             arrays[node] = run_extern(self.graph, step.extern, arrays, sizes, self.xp)
             return
-        args = [arrays[by_slot[slot]] for slot in step.slots] + ([size_table] if step.sizes else [])
+        args = [arrays[self.by_slot[slot]] for slot in step.slots] + ([size_table] if step.sizes else [])
         work, per_block = step.grid
         grid = blocks(int(evaluate(work, sizes)), per_block)
         self.kernels[step.kernel]((grid,), (THREADS,), tuple(args))
