@@ -26,6 +26,14 @@ class Identity(Module):
         return input
 
 
+def _add_bias(module: Module, bias: bool, size: int, device, dtype) -> None:
+    """A `bias` parameter of `size` elements, or a registered None (as PyTorch's layers)."""
+    if bias:
+        module.bias = Parameter(factories.empty(size, device=device, dtype=dtype))
+    else:
+        module.register_parameter("bias", None)
+
+
 class Linear(Module):
     """y = x W^T + b with W of shape (out_features, in_features)."""
 
@@ -34,10 +42,7 @@ class Linear(Module):
         self.in_features = in_features
         self.out_features = out_features
         self.weight = Parameter(factories.empty((out_features, in_features), device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(factories.empty(out_features, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        _add_bias(self, bias, out_features, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -61,10 +66,7 @@ class Bilinear(Module):
         self.out_features = out_features
         self.weight = Parameter(factories.empty((out_features, in1_features, in2_features), device=device,
                                                 dtype=dtype))
-        if bias:
-            self.bias = Parameter(factories.empty(out_features, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
+        _add_bias(self, bias, out_features, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
