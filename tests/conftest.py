@@ -24,6 +24,6 @@ def _compiler_isolated(tmp_path, monkeypatch):
     """Each test compiles into its own cache, with the toolchain variables unset and the
     compiler's in-memory state and counters cleared."""
     monkeypatch.setenv("GRADC_CACHE_DIR", str(tmp_path / "gradc-cache"))
-    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR"):
+    for name in ("CC", "GRADC_CFLAGS", "GRADC_EAGER", "GRADC_DUMP_DIR", "GRADC_DUMP_BACKEND", "GRADC_LOG"):
         monkeypatch.delenv(name, raising=False)
     gradc.compiler.reset()

@@ -8,6 +8,7 @@ their eager kernel runs on the buffers between C segments (see `extern`).
 """
 from __future__ import annotations
 
+from . import dump
 from .api import CompiledFunction, compile
 from .config import config, counters, reset_counters
 from .errors import CompileCheckError, GraphBreakError
@@ -17,6 +18,7 @@ from .explain import Explanation, explain
 def reset() -> None:
     """Clear in-memory state and counters (compiled functions keep their own entries)."""
     reset_counters()
+    dump.clear()
 
 
 __all__ = ["compile", "config", "counters", "reset", "CompiledFunction", "GraphBreakError", "CompileCheckError",

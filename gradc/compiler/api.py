@@ -19,24 +19,23 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import os
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..device import CPU
 from ..factories import default_generator
-from . import cache
+from . import cache, dump
 from .capture import Trace, capture
 from .check import check_call
 from .config import bump, config, env_flag
 from .cuda_runner import CudaModule
+from .dump import GraphRecord
 from .dynamic import all_dims, changed_dims, pattern, signature
 from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
@@ -159,10 +158,7 @@ class CompiledFunction:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
             parts = split(trace, derivation) if derivation.placeholders else None
-            for part, label in ((trace if parts is None else parts.forward, name),
-                                (None if parts is None else parts.backward, f"{name} (backward)")):
-                if part is not None:
-                    _dump(lower(part, label, "cuda")[2], ".cu")
+            _lower_all(trace, parts, name, "cuda-render")
         except GraphBreak as e:
             bump("graph_breaks", str(e))
             if self.fullgraph:
@@ -194,10 +190,7 @@ class CompiledFunction:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
             parts = split(trace, derivation) if derivation.placeholders else None
-            target = "cuda" if device is not None else "c"
-            lowered = [lower(trace if parts is None else parts.forward, name, target)]
-            if parts is not None:
-                lowered.append(lower(parts.backward, f"{name} (backward)", target))
+            lowered = _lower_all(trace, parts, name, "cuda" if device is not None else "c")
         except GraphBreak as e:
             bump("graph_breaks", str(e))
             if self.fullgraph:
@@ -245,16 +238,18 @@ class CompiledFunction:
         with ThreadPoolExecutor(max_workers=len(lowered)) as pool:
             return list(pool.map(lambda part: self._build(*part), lowered))
 
-    def _build_cuda(self, graph, plan, source: str, device) -> CudaModule:
-        _dump(source, ".cu")
+    def _build_cuda(self, graph, plan, source: str, record: GraphRecord | None, device) -> CudaModule:
+        start = time.perf_counter()
         _, launches = cuda_program(graph, plan, "")
         module = CudaModule(graph, plan, source, launches, device)
+        _built(record, start, "miss")
         bump("compiles", self.__qualname__)
         return module
 
-    def _build(self, graph, plan, source: str) -> Module:
-        _dump(source)
+    def _build(self, graph, plan, source: str, record: GraphRecord | None) -> Module:
+        start = time.perf_counter()
         library, from_disk = cache.build_or_load(source, entry_points(plan))
+        _built(record, start, "hit" if from_disk else "miss")
         bump("disk_hits" if from_disk else "compiles", self.__qualname__)
         return Module(graph, plan, source, library)
 
@@ -288,6 +283,25 @@ def lower(trace: Trace, name: str, backend: str = "c") -> tuple:
     graph = eliminate_dead_code(simplify(build_graph(trace)))
     plan = schedule(graph)
     return graph, plan, (render_cuda if backend == "cuda" else render)(graph, plan, name)
+
+
+def _lower_all(trace: Trace, parts, name: str, backend: str) -> list[tuple]:
+    """Lower a capture: its one graph, or (training) its forward and backward graphs.
+    Returns (graph, plan, source, dump record or None) per graph."""
+    graphs = [(trace, "inference", name, [])] if parts is None else [
+        (parts.forward, "forward", name, parts.saved), (parts.backward, "backward", f"{name} (backward)", [])]
+    lowered = []
+    for part, which, label, saved in graphs:
+        start = time.perf_counter()
+        graph, plan, source = lower(part, label, "cuda" if backend.startswith("cuda") else "c")
+        ms = 1e3 * (time.perf_counter() - start)
+        lowered.append((graph, plan, source, dump.record(name, which, backend, graph, plan, source, ms, saved)))
+    return lowered
+
+
+def _built(record: GraphRecord | None, start: float, cache_state: str) -> None:
+    if record is not None:
+        record.build_ms, record.cache = 1e3 * (time.perf_counter() - start), cache_state
 
 
 def _alive(entry: Entry) -> bool:
@@ -327,14 +341,6 @@ class _CheckState:
             t._array()[...] = arr
         default_generator().bit_generator.state = self.rng
         return list(zip(self.targets, written))
-
-
-def _dump(source: str, suffix: str = ".c") -> None:
-    folder = os.environ.get("GRADC_DUMP_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(source.encode()).hexdigest()[:16]
-        (Path(folder) / f"gradc_{name}{suffix}").write_text(source)
 
 
 def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "default",
