@@ -118,7 +118,7 @@ BREAKING = [c for c in CASES if c.expected_break() is not None]
 COMPILING = [c for c in CASES if c.expected_break() is None]
 
 
-def _groups() -> list:
+def case_groups() -> list:
     by_kind: dict[tuple, list] = {}
     for c in COMPILING:
         by_kind.setdefault((c.dtype, c.grad), []).append(c)
@@ -205,10 +205,10 @@ def group_function(prepared: list):
     return sweep, [t for p in prepared for t in p.tensors]
 
 
-def _compile_group(prepared: list, grad: bool):
+def _compile_group(prepared: list, grad: bool, backend: str = "auto"):
     """Compile one function returning every case's outputs (fullgraph) and call it once."""
     sweep, flat_inputs = group_function(prepared)
-    compiled = gradc.compile(sweep, fullgraph=True)
+    compiled = gradc.compile(sweep, fullgraph=True, backend=backend)
     with gradc.set_grad_enabled(grad):
         result = compiled(*flat_inputs)
     outs, at = [], 0
@@ -219,14 +219,14 @@ def _compile_group(prepared: list, grad: bool):
     return outs
 
 
-def _culprits(cases: list) -> str:
+def _culprits(cases: list, backend: str) -> str:
     """Compile each case of a failed group alone: which ones break or fall back, and why."""
     lines = []
     for case in cases:
         compiler.reset()
         p = _Prepared(case)
         try:
-            _compile_group([p], case.grad)
+            _compile_group([p], case.grad, backend)
         except gradc.GraphBreakError as e:
             lines.append(f"  {case.id}: {e} (expected to compile; if this break is intended, add it to "
                          "EXPECTED_BREAKS with its reason)")
@@ -355,21 +355,27 @@ def test_expected_breaks_raise(case):
     assert compiler.counters["compiles"] == 0 and compiler.counters["graph_breaks"] == 1
 
 
-@pytest.mark.parametrize("cases", _groups())
+@pytest.mark.parametrize("cases", case_groups())
 def test_compiled_samples_match_eager(cases):
     """A group of samples compiled together (fullgraph): outputs match eager, and for the
     training groups the compiled backward gives every input the gradient eager gives."""
+    check_group(cases)
+
+
+def check_group(cases: list, backend: str = "auto") -> None:
+    """Compile and run a group of samples with `backend`, compare with eager (the CUDA
+    emulation tests run the same check through the CUDA kernels)."""
     grad = cases[0].grad
     prepared = [_Prepared(c) for c in cases]
     broken = None
     try:
-        outs = _compile_group(prepared, grad)
+        outs = _compile_group(prepared, grad, backend)
     except gradc.GraphBreakError as e:
         broken = f"graph break in a group of samples expected to compile: {e}"
     if broken is None and (compiler.counters["fallbacks"] or not compiler.counters["compiles"]):
         broken = f"the group did not run compiled code ({dict(compiler.counters)})"
     if broken is not None:
-        pytest.fail(f"{broken}\n{_culprits(cases)}")
+        pytest.fail(f"{broken}\n{_culprits(cases, backend)}")
     if grad:
         for p, o in zip(prepared, outs):
             assert any(x.requires_grad for x in o), f"{p.case.id}: no compiled output requires grad"

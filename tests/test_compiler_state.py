@@ -46,6 +46,18 @@ def test_batch_norm_and_dropout_training_match_eager_step_for_step():
     assert counters["memory_hits"] == 2 and counters["fallbacks"] == 0
 
 
+def test_a_compiled_module_follows_its_own_train_and_eval():
+    """compile(module) returns a copy: its eval() must reach the forward it compiled (the
+    top module's mode is guarded like a submodule's)."""
+    dropout = gradc.compile(nn.Dropout(0.5))
+    x = gradc.ones(256)
+    assert (dropout(x).numpy() == 0).any()
+    dropout.eval()
+    np.testing.assert_array_equal(dropout(x).numpy(), x.numpy())
+    dropout.train()
+    assert (dropout(x).numpy() == 0).any()
+
+
 def test_eval_mode_is_guarded_and_recompiles():
     model = _cnn()
     x = gradc.randn(4, 1, 8, 8)

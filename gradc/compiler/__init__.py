@@ -8,7 +8,7 @@ their eager kernel runs on the buffers between C segments (see `extern`).
 """
 from __future__ import annotations
 
-from . import dump
+from . import dump, history
 from .api import CompiledFunction, compile
 from .config import config, counters, reset_counters
 from .errors import CompileCheckError, GraphBreakError
@@ -16,9 +16,11 @@ from .explain import Explanation, explain
 
 
 def reset() -> None:
-    """Clear in-memory state and counters (compiled functions keep their own entries)."""
+    """Clear in-memory state, counters and the functions' recorded events (compiled
+    functions keep their own entries)."""
     reset_counters()
     dump.clear()
+    history.clear()
 
 
 __all__ = ["compile", "config", "counters", "reset", "CompiledFunction", "GraphBreakError", "CompileCheckError",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from .dynamic import all_dims, changed_dims, pattern, signature
 from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
 from .guards import guard_key, tensor_meta
+from .history import History
 from .joint import Derivation, derive, split
 from .render import entry_points, render, sanitize
 from .render_cuda import cuda_program, render_cuda
@@ -86,38 +88,44 @@ class CompiledFunction:
         self.dynamic_entries: list[Entry] = []
         self.disabled = ""  # set after a toolchain failure or the recompile limit
         functools.update_wrapper(self, fn)
+        self.history = History(self)  # what `gradc explain SCRIPT.py` reports
+
+    @property
+    def checking(self) -> bool:
+        """mode="check", or every compiled function forced into it by GRADC_MODE=check."""
+        return self.mode == "check" or os.environ.get("GRADC_MODE") == "check"
 
     def __call__(self, *args, **kwargs):
         if self.mode == "eager" or self.backend == "eager" or env_flag("GRADC_EAGER"):
             return self.fn(*args, **kwargs)
         if self.disabled:
-            bump("fallbacks", self.disabled)
+            self.history.bump("fallbacks", self.disabled)
             return self.fn(*args, **kwargs)
         try:
             key, tensors = guard_key(args, kwargs)
         except TypeError as e:
-            bump("fallbacks", str(e))
+            self.history.bump("fallbacks", str(e))
             return self.fn(*args, **kwargs)
         if any(t.device is not CPU for t in tensors):  # the CPU is one object: a cheap test per call
             devices = {t.device for t in tensors}
             if len(devices) > 1 or self.backend == "c":
                 reason = "tensors on several devices" if len(devices) > 1 else "backend='c' got CUDA tensors"
-                bump("fallbacks", reason)
+                self.history.bump("fallbacks", reason)
                 return self.fn(*args, **kwargs)
         candidates = self.entries.get(key, ())
         entry = next((e for e in candidates if _guards_hold(e)), None)
         if entry is not None:
             if entry.eager:
-                bump("fallbacks", entry.eager)
+                self.history.bump("fallbacks", entry.eager)
                 return self.fn(*args, **kwargs)
-            bump("memory_hits")
+            bump("memory_hits", self.__qualname__)
             return self._run(entry, tensors, args, kwargs)
         if candidates:  # entries whose parameters or modules died can never match again
             candidates[:] = [e for e in candidates if _alive(e)]
         if len({id(e) for es in self.entries.values() for e in es}) >= config.recompile_limit:
             self.disabled = f"recompile limit ({config.recompile_limit}) reached for {self.__qualname__}"
             warnings.warn(f"gradc.compile: {self.disabled}; running eagerly from now on", stacklevel=2)
-            bump("fallbacks", self.disabled)
+            self.history.bump("fallbacks", self.disabled)
             return self.fn(*args, **kwargs)
         return self._compile(key, tensors, args, kwargs)
 
@@ -134,16 +142,16 @@ class CompiledFunction:
             agree = signature(trace, derivation) == signature(symbolic_trace, symbolic_derivation, sizes)
             if agree:
                 self.entries.setdefault(key, []).append(e)
-                bump("dynamic_reuses", f"{self.__qualname__} at sizes {sizes}")
+                self.history.bump("dynamic_reuses", f"at sizes {sizes}")
             return agree, trace, derivation
         return None
 
     def _dynamic_dims(self, key: tuple) -> frozenset:
         """The dims a new compile for `key` makes symbolic (see `dynamic`)."""
-        if self.dynamic:
+        if self.dynamic and not self.checking:
             return all_dims(key)
         dims: frozenset = frozenset()
-        if self.mode != "check":
+        if not self.checking:
             for other in self.entries:
                 dims |= changed_dims(key, other) or frozenset()
         return dims if pattern(key, dims) is not None else frozenset()
@@ -152,20 +160,21 @@ class CompiledFunction:
         """backend="cuda": capture, render (and dump) the CUDA of the forward and backward,
         and run eagerly from then on for this key: launching the kernels is not built yet."""
         name = getattr(self.fn, "__qualname__", "function")
+        self.history.recompile(self.entries, key)
         trace, derivation = trace_call(self.fn, args, kwargs)
         reason = "CUDA rendered only (launching it is not built yet)"
         try:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
             parts = split(trace, derivation) if derivation.placeholders else None
-            _lower_all(trace, parts, name, "cuda-render")
+            self.history.graphs(_lower_all(trace, parts, name, "cuda-render"), parts is not None, "cuda")
         except GraphBreak as e:
-            bump("graph_breaks", str(e))
+            self.history.graph_break(trace, e)
             if self.fullgraph:
                 raise GraphBreakError(f"graph break in {self.__qualname__}: {e}") from None
             reason = f"graph break: {e}"
         self.entries.setdefault(key, []).append(Entry(eager=reason, modules=trace.modules))
-        bump("fallbacks", reason)
+        self.history.bump("fallbacks", reason)
         return trace.result
 
     def _compile(self, key: tuple, tensors: list, args: tuple, kwargs: dict):
@@ -175,7 +184,9 @@ class CompiledFunction:
         serves after its check capture returns that capture's (eager) results."""
         device = next((t.device for t in tensors if t.device.type == "cuda"), None)
         if self.backend == "cuda" and device is None:
-            return self._render_cuda(key, args, kwargs)
+            if config.cuda_toolchain is None:
+                return self._render_cuda(key, args, kwargs)
+            device = CPU  # CUDA kernels on CPU arrays, through the configured toolchain
         name = getattr(self.fn, "__qualname__", "function")
         reuse = self._reuse_dynamic(key, tensors, args, kwargs)
         dims = frozenset()
@@ -186,17 +197,19 @@ class CompiledFunction:
         else:
             dims = self._dynamic_dims(key)
             trace, derivation = trace_call(self.fn, args, kwargs, dims)
+        self.history.recompile(self.entries, key)
         try:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
             parts = split(trace, derivation) if derivation.placeholders else None
             lowered = _lower_all(trace, parts, name, "cuda" if device is not None else "c")
+            self.history.graphs(lowered, parts is not None, "cuda" if device is not None else "c")
         except GraphBreak as e:
-            bump("graph_breaks", str(e))
+            self.history.graph_break(trace, e)
             if self.fullgraph:
                 raise GraphBreakError(f"graph break in {self.__qualname__}: {e}") from None
             self.entries.setdefault(key, []).append(Entry(eager=f"graph break: {e}", modules=trace.modules))
-            bump("fallbacks", f"graph break: {e}")
+            self.history.bump("fallbacks", f"graph break: {e}")
             return trace.result
         try:
             modules = self._build_all(lowered, device)
@@ -204,7 +217,7 @@ class CompiledFunction:
             self.disabled = f"C toolchain failed: {e}"
             warnings.warn(f"gradc.compile: {self.disabled}; running {self.__qualname__} eagerly",
                           stacklevel=3)
-            bump("fallbacks", self.disabled)
+            self.history.bump("fallbacks", self.disabled)
             return trace.result
         entry = Entry(source="\n".join(m.source for m in modules), inputs=list(trace.inputs),
                       externals=[(vid, ref, tensor_meta(ref())) for vid, ref in trace.externals],
@@ -241,7 +254,8 @@ class CompiledFunction:
     def _build_cuda(self, graph, plan, source: str, record: GraphRecord | None, device) -> CudaModule:
         start = time.perf_counter()
         _, launches = cuda_program(graph, plan, "")
-        module = CudaModule(graph, plan, source, launches, device)
+        toolchain = config.cuda_toolchain(device) if device is CPU else None
+        module = CudaModule(graph, plan, source, launches, device, toolchain)
         _built(record, start, "miss")
         bump("compiles", self.__qualname__)
         return module
@@ -255,7 +269,7 @@ class CompiledFunction:
 
     def _run(self, entry: Entry, tensors: list, args: tuple, kwargs: dict):
         externals = [ref() for _, ref, _ in entry.externals]
-        checking = self.mode == "check"
+        checking = self.checking
         if checking:
             before = _CheckState(entry, tensors + externals)
         if entry.program is not None:
@@ -352,7 +366,8 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
     renders CUDA (dumped under GRADC_DUMP_DIR, shown by `gradc.explain`) and runs the
     function eagerly: launching it is not built yet. `dynamic=True` compiles symbolic
     sizes for every dim from the first call; without it a dim turns symbolic once a second
-    size of it is seen.
+    size of it is seen. `GRADC_MODE=check` in the environment (read at each call; `gradc run
+    --check`) runs every compiled function in mode="check".
     """
     if mode not in ("default", "eager", "check"):
         raise ValueError(f"gradc.compile: unknown mode {mode!r}")
@@ -365,6 +380,8 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
 
     if isinstance(fn, Module):
         module = copy.copy(fn)
-        object.__setattr__(module, "forward", CompiledFunction(fn.forward, effective, mode, fullgraph, dynamic))
+        forward = fn.forward  # bound to the copy, so the copy's train()/eval() is what it reads
+        forward = forward.__func__.__get__(module) if getattr(forward, "__self__", None) is fn else forward
+        object.__setattr__(module, "forward", CompiledFunction(forward, effective, mode, fullgraph, dynamic))
         return module
     return CompiledFunction(fn, effective, mode, fullgraph, dynamic)

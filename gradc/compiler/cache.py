@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -54,6 +55,29 @@ def cache_dir() -> Path | None:
     except OSError:
         return None
     return root
+
+
+_CACHE_FILE = re.compile(r"[0-9a-f]{64}(\.[0-9a-f]{16}\.so|\.json|\.lock)")
+
+
+def entries() -> list[Path]:
+    """The cache's own files (artifacts, metadata, build locks; never anything else in the
+    folder), sorted by name; [] when there is no usable cache."""
+    root = cache_dir()
+    if root is None:
+        return []
+    return sorted(p for p in root.iterdir() if _CACHE_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink())
+
+
+def clear() -> int:
+    """Remove the cache's own files; returns how many. Safe while other processes run:
+    a loaded library keeps its mapping, and a build whose lock vanished retries."""
+    removed = 0
+    for path in entries():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def cache_key(source: str) -> str:

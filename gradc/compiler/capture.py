@@ -98,6 +98,14 @@ class Trace:
     break_sites: dict = field(default_factory=dict)  # break reason -> (file, line, code)
     result: Any = None  # what the function returned (eager values)
 
+    def located(self, reason: str) -> str:
+        """A break reason with the user's file:line and code where it is known."""
+        site = self.break_sites.get(reason) or self.break_sites.get(reason.removeprefix("backward: "))
+        if not site or site[0] == "<unknown>":
+            return reason
+        file, line, code = site
+        return f"{reason} (at {os.path.basename(file)}:{line}: {code})"
+
 
 def user_source() -> tuple:
     """(file, line, code) of the first stack frame outside the gradc package."""
@@ -404,6 +412,9 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
         if isinstance(a, Tensor) and id(a) not in tracer.ids:
             tracer.value(a, "arg")
     trace.symbols = [(tracer.ids[id(t)], dim) for t, dim in trace.symbols]
+    owner = getattr(fn, "__self__", None)  # a compiled module's forward: its mode is guarded too
+    if isinstance(owner, module_mod.Module):
+        tracer.module_called(owner)
     with _LOCK:
         saved = {name: getattr(Tensor, name) for name in (*_DATA_READS, *_HOOKS, "_bump_version")
                  if hasattr(Tensor, name)}

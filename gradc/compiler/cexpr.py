@@ -35,6 +35,9 @@ _F32_FUNCS = re.compile(r"\b(exp|log|log1p|expm1|sqrt|sin|cos|tanh|erf|fabs|floo
                         r"gradc_floordiv|gradc_remainder|gradc_sigmoid|gradc_uniform)\(")
 _F32_OWN = {"exp": "gradc_expf", "tanh": "gradc_tanhf", "erf": "gradc_erff"}  # gradc_runtime.h, not libm
 _FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?)")
+# Test-only: op name -> a lowering template used instead of the op's own (see
+# gradc.compiler.testing.planted_lowering). Empty outside that context manager.
+PLANTED: dict[str, str] = {}
 
 
 def ctype(dtype) -> str:
@@ -92,11 +95,14 @@ def node_expression(node: dict, operand_var, position: str = "") -> str:
         else:
             name = operand_var(ref)
             operands.append(f"({ctype(compute)}){name}" if cast else name)
-    if node["op"] == "pow" and node["args"][1][0] == "const":
+    planted = PLANTED.get(node["op"])
+    if planted is None and node["op"] == "pow" and node["args"][1][0] == "const":
         exponent = node["args"][1][1]
         if float(exponent).is_integer() and 0 <= exponent <= 4:
             return f"({ctype(out_dtype)}){_small_power(int(exponent), operands[0])}"
-    if node["op"] == "bitwise_not" and work.name == "bool":
+    if planted is not None:
+        template = planted
+    elif node["op"] == "bitwise_not" and work.name == "bool":
         template = "(!{0})"
     elif not work.is_floating_point and node["op"] in _INTEGER_FORMS:
         template = _INTEGER_FORMS[node["op"]]

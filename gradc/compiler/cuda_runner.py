@@ -2,16 +2,21 @@
 
 `CudaModule` is the GPU twin of `runner.Module`, with the same contract (`execute`,
 `sizes_of`, `graph`), so inference entries and training programs use either. The
-translation unit (`render_cuda.cuda_program`) is compiled once by cupy's `RawModule`
-(NVRTC; cupy caches the binary on disk keyed by source, options, GPU architecture and
-NVRTC version). A call binds every buffer to a cupy array (inputs in place, temporaries
-from the planned shared blocks), then walks the launch sequence: kernels with the grid
-their launch names, extern steps through the op's eager kernel on cupy (matmul: cuBLAS).
+translation unit (`render_cuda.cuda_program`) is compiled once by a *toolchain*: on a
+GPU, `Nvrtc` (cupy's `RawModule`; cupy caches the binary on disk keyed by source,
+options, GPU architecture and NVRTC version). A call binds every buffer to an array of
+the toolchain's array module (inputs in place, temporaries from the planned shared
+blocks), then walks the launch sequence: kernels with the grid their launch names,
+extern steps through the op's eager kernel on that array module (on cupy, matmul is
+cuBLAS). The toolchain is a seam so the same host logic and kernels can run elsewhere:
+the tests run them on the CPU through a C++ emulation of the CUDA execution model.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..counter_rng import draw_seed
 from ..tensor import Tensor
@@ -27,29 +32,62 @@ def nvrtc_options() -> tuple:
     return (f"-I{runtime}", "--std=c++17")
 
 
+class Toolchain(Protocol):
+    """Compiles a CUDA translation unit and launches its kernels on `xp`'s arrays.
+
+    `compile` returns, per kernel name, a callable taking (grid, block, args) as cupy's
+    RawKernel does: grid and block are 1-tuples, args the kernel's arrays in parameter
+    order (then the int64 size table, for kernels that take one). `context` makes the
+    toolchain's device current while a call runs."""
+
+    xp: Any
+
+    def compile(self, source: str, names: list[str]) -> dict[str, Callable]: ...
+
+    def context(self) -> contextlib.AbstractContextManager: ...
+
+
+class Nvrtc:
+    """The GPU toolchain: NVRTC through cupy's RawModule, on CUDA device `index`."""
+
+    def __init__(self, index: int):
+        import cupy
+
+        self.xp, self.index = cupy, index
+
+    def compile(self, source: str, names: list[str]) -> dict[str, Callable]:
+        module = self.xp.RawModule(code=source, options=nvrtc_options())
+        return {name: module.get_function(name) for name in names}
+
+    def context(self) -> contextlib.AbstractContextManager:
+        return self.xp.cuda.Device(self.index)
+
+
 @dataclass
 class CudaModule:
-    """A graph, its schedule, its CUDA source and launch sequence, compiled for `device`."""
+    """A graph, its schedule, its CUDA source and launch sequence, compiled for `device`
+    (by `toolchain`; NVRTC on that device unless given)."""
 
     graph: Any
     plan: Any
     source: str
     launches: list
     device: Any
-    kernels: dict = field(init=False)  # kernel name -> cupy RawKernel
+    toolchain: Any = None
+    kernels: dict = field(init=False)  # kernel name -> launchable kernel
     symbols: list = field(init=False)
     by_slot: dict = field(init=False)  # buffer slot -> node
     externs: set = field(init=False)
 
     def __post_init__(self) -> None:
-        from ..device import array_module
-
-        self.xp = array_module(self.device)
+        if self.toolchain is None:
+            self.toolchain = Nvrtc(self.device.index or 0)
+        self.xp = self.toolchain.xp
+        names = list(dict.fromkeys(s.kernel for s in self.launches if not s.extern))
         try:
-            module = self.xp.RawModule(code=self.source, options=nvrtc_options())
-            self.kernels = {s.kernel: module.get_function(s.kernel) for s in self.launches if not s.extern}
+            self.kernels = self.toolchain.compile(self.source, names)
         except Exception as e:  # NVRTC's message (cupy's CompileException) names the line
-            raise BuildError(f"NVRTC failed: {e}") from e
+            raise BuildError(f"CUDA compile failed: {e}") from e
         self.symbols = list(self.graph.graph["symbols"])
         self.by_slot = {b.slot: node for node, b in self.plan.buffers.items()}
         self.externs = {s.extern.roots[0] for s in self.launches if s.extern}  # their arrays come from the step
@@ -64,7 +102,7 @@ class CudaModule:
         xp, graph, buffers = self.xp, self.graph, self.plan.buffers
         if sizes is None:
             sizes = self.sizes_of(inputs) if self.symbols else ()
-        with xp.cuda.Device(self.device.index or 0):
+        with self.toolchain.context():
             arrays: dict[int, Any] = {}
             shared: dict[int, Any] = {}
             for node, b in buffers.items():

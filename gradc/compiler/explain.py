@@ -9,14 +9,12 @@ file:line where it is known.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from .api import CompiledFunction, lower, trace_call
-from .capture import Trace
 from .errors import GraphBreak
 from .graph import build_graph
 from .joint import split
@@ -65,14 +63,6 @@ def _count(g: nx.DiGraph) -> str:
             f"{len(g.graph['outputs'])} outputs")
 
 
-def _located(trace: Trace, reason: str) -> str:
-    site = trace.break_sites.get(reason) or trace.break_sites.get(reason.removeprefix("backward: "))
-    if not site or site[0] == "<unknown>":
-        return reason
-    file, line, code = site
-    return f"{reason} (at {os.path.basename(file)}:{line}: {code})"
-
-
 def _steps(graph: nx.DiGraph, plan, which: str, backend: str) -> list[KernelReport]:
     source = cuda_kernel_source if backend == "cuda" else kernel_source
     return [KernelReport(k.name, "extern" if k.kind == "extern" else backend, source(graph, plan, k), which,
@@ -88,7 +78,7 @@ def explain(fn: Callable, *args, **kwargs) -> Explanation:
     name = getattr(target, "__qualname__", "function")
     trace, derivation = trace_call(target, args, kwargs)
     if trace.breaks:
-        return Explanation(name, build_graph(trace), breaks=[_located(trace, r) for r in trace.breaks])
+        return Explanation(name, build_graph(trace), breaks=[trace.located(r) for r in trace.breaks])
     parts = split(trace, derivation) if derivation.placeholders else None
     result = Explanation(name, build_graph(trace if parts is None else parts.forward))
     try:
