@@ -86,6 +86,32 @@ static __device__ __forceinline__ T gradc_block_reduce(T value, Op op, T identit
     return scratch[0];
 }
 
+/* Four consecutive elements, aligned so that one vector memory instruction (two for 8-byte
+ * types) moves them: pointwise kernels read and write contiguous buffers this way when
+ * every such buffer is aligned (`gradc_aligned4`), and element by element otherwise. */
+template <typename T>
+struct alignas(4 * sizeof(T)) gradc_vec4 {
+    T v[4];
+};
+
+template <typename T>
+static __device__ __forceinline__ bool gradc_aligned4(const T *p)
+{
+    return (uint64_t)p % (4 * sizeof(T)) == 0;
+}
+
+template <typename T>
+static __device__ __forceinline__ gradc_vec4<T> gradc_load4(const T *p, int64_t q)
+{
+    return reinterpret_cast<const gradc_vec4<T> *>(p)[q];
+}
+
+template <typename T>
+static __device__ __forceinline__ void gradc_store4(T *p, int64_t q, const gradc_vec4<T> &value)
+{
+    reinterpret_cast<gradc_vec4<T> *>(p)[q] = value;
+}
+
 struct gradc_add { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
 struct gradc_mul { template <typename T> __device__ T operator()(T a, T b) const { return a * b; } };
 struct gradc_amax { template <typename T> __device__ T operator()(T a, T b) const { return gradc_max(a, b); } };

@@ -2,7 +2,9 @@
  *
  * Force-included (g++ -include) before a generated translation unit compiled as C++. It
  * maps the CUDA keywords the kernels use to C++ and emulates the execution model they
- * rely on: every thread of a block is a fiber (ucontext) with its own threadIdx;
+ * rely on: every thread of a block is a fiber with its own threadIdx (made by
+ * makecontext, then switched with _setjmp/_longjmp, which unlike swapcontext makes no
+ * system call);
  * __syncthreads() parks a fiber until every thread of its block arrived, and
  * __shfl_down_sync() exchanges values through a per-warp slot array between two warp
  * barriers. Blocks run one after another (kernels are grid-stride loops, so any grid
@@ -13,6 +15,7 @@
 #define GRADC_CUDA_EMULATOR_H
 
 #include <math.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +38,10 @@ namespace gradc_emu {
 
 enum { MAX_THREADS = 1024, STACK = 64 * 1024 };
 
-static ucontext_t scheduler;
+static jmp_buf scheduler;
+static jmp_buf resume[MAX_THREADS];
 static ucontext_t fibers[MAX_THREADS];
+static bool started[MAX_THREADS];
 static char *stacks;
 static unsigned current, n_threads;
 static bool finished[MAX_THREADS];
@@ -47,7 +52,9 @@ static uint64_t slots[MAX_THREADS];
 
 static void yield()
 {
-    swapcontext(&fibers[current], &scheduler);
+    if (!_setjmp(resume[current])) {
+        _longjmp(scheduler, 1);
+    }
 }
 
 /* Wait until `expected` fibers called this barrier in its current round. */
@@ -72,18 +79,19 @@ static void **entry_args;
 static void run_fiber()
 {
     entry(entry_args);
-    finished[current] = true;  /* uc_link returns to the scheduler */
+    finished[current] = true;
+    _longjmp(scheduler, 1);
 }
 
 /* Run one block's threads to completion; false if they wait on a barrier nobody else reaches. */
 static bool run_block()
 {
     for (unsigned t = 0; t < n_threads; ++t) {
-        finished[t] = waiting[t] = false;
+        finished[t] = waiting[t] = started[t] = false;
         getcontext(&fibers[t]);
         fibers[t].uc_stack.ss_sp = stacks + (size_t)t * STACK;
         fibers[t].uc_stack.ss_size = STACK;
-        fibers[t].uc_link = &scheduler;
+        fibers[t].uc_link = nullptr;
         makecontext(&fibers[t], run_fiber, 0);
     }
     block_arrived = 0;
@@ -101,7 +109,13 @@ static bool run_block()
             }
             current = t;
             threadIdx.x = t;
-            swapcontext(&scheduler, &fibers[t]);
+            if (!_setjmp(scheduler)) {
+                if (started[t]) {
+                    _longjmp(resume[t], 1);
+                }
+                started[t] = true;
+                setcontext(&fibers[t]);
+            }
             live += !finished[t];
             parked += waiting[t];
         }

@@ -5,8 +5,9 @@ still index wrongly, race between stages or miss a grid-stride step. `Emulated` 
 the CUDA translation unit as C++ with `cuda_emulator.h` force-included (threads as
 fibers, real barriers and warp shuffles), so the GPU host logic (`CudaModule`: buffer
 binding, launch sequence, extern steps) and every kernel run on numpy arrays, and the
-tests compare them with the C backend and eager. Grids are capped at `max_blocks` blocks:
-kernels loop over the rest, and a small cap checks that they do.
+tests compare them with the C backend and eager. Grids are capped at `max_blocks` blocks
+and blocks at `threads` threads (the kernels read blockDim, and 64 keeps two warps):
+kernels loop over the rest, and small caps check that they do.
 
 It says nothing about NVRTC specifics, timing, memory coalescing or real concurrency
 inside a warp; the `cuda`-marked tests on a GPU cover those.
@@ -39,15 +40,15 @@ def _entry(name: str, params: str) -> str:
 
 
 class _Kernel:
-    def __init__(self, library: ctypes.CDLL, name: str, max_blocks: int):
+    def __init__(self, library: ctypes.CDLL, name: str, max_blocks: int, threads: int):
         self.entry = ctypes.cast(getattr(library, f"gradc_emu_entry_{name}"), ctypes.c_void_p)
         self.launch = library.gradc_emu_launch
         self.launch.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_uint, ctypes.c_uint]
-        self.name, self.max_blocks = name, max_blocks
+        self.name, self.max_blocks, self.threads = name, max_blocks, threads
 
     def __call__(self, grid: tuple, block: tuple, args: tuple) -> None:
         pointers = (ctypes.c_void_p * max(1, len(args)))(*[a.ctypes.data for a in args])
-        if self.launch(self.entry, pointers, min(grid[0], self.max_blocks), block[0]):
+        if self.launch(self.entry, pointers, min(grid[0], self.max_blocks), min(block[0], self.threads)):
             raise RuntimeError(f"{self.name}: a block waits on a barrier its other threads never reach")
 
 
@@ -56,8 +57,8 @@ class Emulated:
 
     xp = np
 
-    def __init__(self, folder: Path, max_blocks: int = 3):
-        self.folder, self.max_blocks = Path(folder), max_blocks
+    def __init__(self, folder: Path, max_blocks: int = 3, threads: int = 64):
+        self.folder, self.max_blocks, self.threads = Path(folder), max_blocks, threads
 
     def compile(self, source: str, names: list[str]) -> dict[str, Callable]:
         entries = "\n".join(_entry(name, params) for name, params in _KERNEL.findall(source))
@@ -67,13 +68,13 @@ class Emulated:
         if not library.exists():
             stem.with_suffix(".cpp").write_text(text)
             runtime = resource_dir("gradc.runtime", "runtime")
-            done = subprocess.run([CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-include", str(HEADER),
+            done = subprocess.run([CXX, "-std=c++17", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC", "-include", str(HEADER),
                                    f"-I{runtime}", "-o", str(library), str(stem.with_suffix(".cpp"))],
                                   capture_output=True, text=True, timeout=300)
             if done.returncode:
                 raise RuntimeError(done.stderr[-4000:])
         loaded = ctypes.CDLL(str(library))
-        return {name: _Kernel(loaded, name, self.max_blocks) for name in names}
+        return {name: _Kernel(loaded, name, self.max_blocks, self.threads) for name in names}
 
     def context(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()

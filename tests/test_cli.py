@@ -98,7 +98,7 @@ def test_dump_writes_every_graph_and_two_dumps_diff_cleanly(tmp_path):
     saved = (one / "00_train_step_forward.saved.txt").read_text().splitlines()
     assert "relu [3, 8] float32" in "\n".join(saved) and "mlp.py:" in "\n".join(saved)
     summary = (one / "summary.txt").read_text()
-    assert "00_train_step_forward (forward, c)" in summary and "extern_matmul" in summary
+    assert "00_train_step_forward (forward, c)" in summary and "k0_matmul" in summary
 
     (tmp_path / "two").mkdir()
     (tmp_path / "two" / "07_old_forward.c").write_text("stale")

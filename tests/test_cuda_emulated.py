@@ -53,6 +53,32 @@ def test_the_kernels_really_ran_and_cover_every_kernel_kind():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_a_planted_wrong_lowering_shows_in_the_emulated_results():
+    """The emulation runs the generated CUDA itself: a wrong expression in it is seen."""
+    from gradc.compiler.testing import planted_lowering
+
+    x = gradc.randn(300)
+    with planted_lowering("tanh", "sinf({0})"):
+        got = gradc.compile(lambda t: (t * 3).tanh(), backend="cuda")(x)
+    np.testing.assert_allclose(got.numpy(), np.sin(x.numpy() * 3), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [3, 4, 7, 1000, 1029])
+def test_vectorised_pointwise_loops_take_tails_and_unaligned_buffers(n):
+    """Contiguous operands move 4 elements per thread when aligned; the scalar loop takes
+    the tail, and everything when a buffer starts off a 16-byte boundary (a slice)."""
+    def f(x, bias):
+        return (x * 2 + bias).tanh() + x.exp(), x.reshape(-1, 1) * bias.reshape(1, -1)[:, :1]
+
+    fn = gradc.compile(f, backend="cuda")
+    storage, bias = gradc.randn(n + 1), gradc.randn(n)
+    for x in (storage[:n], storage[1:]):  # the same guards; 16-byte aligned, then 4 bytes off
+        for got, want in zip(fn(x, bias), f(x, bias)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+    (entry,) = [e for es in fn.entries.values() for e in es]
+    assert ("gradc_load4" in entry.source) == (n >= 4)
+
+
 def test_example_models_train_through_the_cuda_kernels_like_the_c_backend(monkeypatch):
     """Three training steps of each example model with SGD: the CUDA kernels (emulated)
     and the C backend give the same losses and parameters."""

@@ -175,4 +175,4 @@ def test_screenshot_of_the_digits_mlp_report(tmp_path):
     assert _png_size(shot) == (1400, 2000)
     assert shot.stat().st_size > 50_000  # a blank page compresses to a few kilobytes
     page = shot.with_suffix(".html").read_text()
-    assert page.count("<svg") == 2 and "k3_pointwise_add_relu" in page
+    assert page.count("<svg") == 2 and "k3_add_relu" in page

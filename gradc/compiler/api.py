@@ -158,11 +158,12 @@ class CompiledFunction:
 
     def _render_cuda(self, key: tuple, args: tuple, kwargs: dict):
         """backend="cuda": capture, render (and dump) the CUDA of the forward and backward,
-        and run eagerly from then on for this key: launching the kernels is not built yet."""
+        and run eagerly from then on for this key: the inputs are on the CPU, so no GPU can
+        run them (`config.cuda_toolchain` runs them anyway, see `_compile`)."""
         name = getattr(self.fn, "__qualname__", "function")
         self.history.recompile(self.entries, key)
         trace, derivation = trace_call(self.fn, args, kwargs)
-        reason = "CUDA rendered only (launching it is not built yet)"
+        reason = "backend='cuda' on CPU tensors: CUDA rendered, run eagerly"
         try:
             if trace.breaks:
                 raise GraphBreak("; ".join(trace.breaks))
@@ -362,9 +363,10 @@ def compile(fn: Callable | None = None, *, backend: str = "auto", mode: str = "d
     """Compile a function (or an `nn.Module`'s forward) to C; see API.md, "Compiler".
 
     Usable as `@gradc.compile`, `@gradc.compile(...)` or `gradc.compile(module)` (a shallow
-    copy sharing the module's parameters, whose forward is compiled). `backend="cuda"`
-    renders CUDA (dumped under GRADC_DUMP_DIR, shown by `gradc.explain`) and runs the
-    function eagerly: launching it is not built yet. `dynamic=True` compiles symbolic
+    copy sharing the module's parameters, whose forward is compiled). CUDA tensors run
+    generated CUDA (backend "auto" or "cuda"); `backend="cuda"` on CPU tensors renders the
+    CUDA (dumped under GRADC_DUMP_DIR, shown by `gradc.explain`) and runs the function
+    eagerly, so GPU code can be read anywhere. `dynamic=True` compiles symbolic
     sizes for every dim from the first call; without it a dim turns symbolic once a second
     size of it is seen. `GRADC_MODE=check` in the environment (read at each call; `gradc run
     --check`) runs every compiled function in mode="check".

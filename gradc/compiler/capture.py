@@ -22,6 +22,7 @@ given, runs while the tracer is still on (training capture traces the backward t
 """
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import threading
@@ -88,12 +89,15 @@ class Trace:
     views: dict = field(default_factory=dict)  # id -> (root id, shape, strides, offset delta, source)
     records: list = field(default_factory=list)
     outputs: list = field(default_factory=list)  # value ids returned, in order
+    n_saved: int = 0  # a training forward: how many trailing outputs are values the backward reads
+    n_grad_inputs: int = 0  # a training backward: how many leading inputs are gradients of outputs
     single: bool = True  # the function returned one tensor (not a tuple)
     seeds: list = field(default_factory=list)  # value ids of per-call random seeds (0-d int64 inputs)
     constants: dict = field(default_factory=dict)  # value id -> array of a tensor made from known data
     mutations: dict = field(default_factory=dict)  # input/external value id -> value id written into it
     modules: list = field(default_factory=list)  # (weakref to an nn.Module called, its `training`)
     symbols: list = field(default_factory=list)  # size symbol k is dim symbols[k][1] of input value symbols[k][0]
+    names: dict = field(default_factory=dict)  # input/external value id -> its Python name, where known
     breaks: list = field(default_factory=list)
     break_sites: dict = field(default_factory=dict)  # break reason -> (file, line, code)
     result: Any = None  # what the function returned (eager values)
@@ -412,6 +416,7 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
         if isinstance(a, Tensor) and id(a) not in tracer.ids:
             tracer.value(a, "arg")
     trace.symbols = [(tracer.ids[id(t)], dim) for t, dim in trace.symbols]
+    _name_arguments(trace, tracer, fn, args, kwargs)
     owner = getattr(fn, "__self__", None)  # a compiled module's forward: its mode is guarded too
     if isinstance(owner, module_mod.Module):
         tracer.module_called(owner)
@@ -442,6 +447,7 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
             for name, method in saved.items():
                 setattr(Tensor, name, method)
     trace.modules = list(tracer.modules.values())
+    _name_externals(trace)
     if trace.symbols:
         _concrete_sizes(tracer.keep)
     _finish_externals(trace, tracer)
@@ -476,6 +482,30 @@ def _concrete_sizes(tensors: list) -> None:
             t._shape = Size(int(s) for s in t._shape)
             t._stride = None if t._stride is None else tuple(int(s) for s in t._stride)
             t._offset = int(t._offset)
+
+
+def _name_arguments(trace: Trace, tracer: _Tracer, fn: Callable, args: tuple, kwargs: dict) -> None:
+    """Name the arguments in `trace.names` (for the generated code's comments only) by the
+    parameter of `fn` each binds to; run before `fn`, while each tensor's id is still its
+    argument's value (an in-place op gives it a new one)."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
+    except (TypeError, ValueError):  # no signature (a builtin) or one the call does not fit
+        return
+    for name, value in bound.items():
+        if isinstance(value, Tensor) and id(value) in tracer.ids:
+            trace.names.setdefault(tracer.ids[id(value)], name)
+
+
+def _name_externals(trace: Trace) -> None:
+    """Name each parameter or buffer in `trace.names` by its qualified name in the first
+    module called that holds it (the outermost one: `0.weight` in a Sequential)."""
+    externals = {id(t): vid for vid, t in trace.externals}
+    for ref, _ in trace.modules:
+        module = ref()
+        for name, t in [*module.named_parameters(), *module.named_buffers()] if module is not None else []:
+            if id(t) in externals:
+                trace.names.setdefault(externals[id(t)], name)
 
 
 def _finish_externals(trace: Trace, tracer: _Tracer) -> None:

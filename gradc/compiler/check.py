@@ -121,6 +121,7 @@ def _compiled_values(g: nx.DiGraph, inputs: dict[int, Tensor]) -> dict[int, np.n
     debug = g.copy()
     order = [n for n in nx.topological_sort(g) if g.nodes[n]["kind"] in ("op", "extern", "template")]
     debug.graph["outputs"] = order
+    debug.graph["n_results"] = len(order)
     debug.graph["mutations"] = []  # the checked call already wrote its inputs
     plan = schedule(debug)
     source = render(debug, plan, "gradc check (all nodes stored)")

@@ -15,11 +15,14 @@ Node ids are the trace's value ids. Node attributes:
 Edges go from an operand to its consumer with `pos`: the tuple of argument positions
 where it is used (x * x uses x at (0, 1)).
 Graph attributes: `inputs` (arg node ids in call order), `externals`, `seeds`, `constants`,
-`outputs`
-(the function's outputs, then the values written into mutated inputs), `n_results` (how
-many leading outputs are the function's), `mutations` ((input node, node whose value is
-copied into it after each call) pairs), `symbols` (size symbol k is dim symbols[k][1] of
-input node symbols[k][0]; shapes, strides and offsets may then hold `symbolic.Sym`s).
+`outputs` (the function's outputs, then, in a training forward, the values the backward
+reads, then the values written into mutated inputs), `n_results` (how many leading outputs
+are the function's), `n_grad_inputs` (a training backward: how many leading inputs are the
+gradients of the forward's outputs; 0 otherwise), `mutations` ((input node, node whose
+value is copied into it after each call) pairs), `symbols` (size symbol k is dim
+symbols[k][1] of input node symbols[k][0]; shapes, strides and offsets may then hold
+`symbolic.Sym`s), `names` (input node -> the argument's or parameter's Python name, where
+known; for comments only).
 """
 from __future__ import annotations
 
@@ -32,8 +35,9 @@ def build_graph(trace: Trace) -> nx.DiGraph:
     mutations = list(trace.mutations.items())
     g = nx.DiGraph(inputs=list(trace.inputs), externals=[vid for vid, _ in trace.externals],
                    seeds=list(trace.seeds), constants=list(trace.constants),
-                   outputs=list(trace.outputs) + [v for _, v in mutations], n_results=len(trace.outputs),
-                   mutations=mutations, symbols=list(trace.symbols))
+                   outputs=list(trace.outputs) + [v for _, v in mutations],
+                   n_results=len(trace.outputs) - trace.n_saved, n_grad_inputs=trace.n_grad_inputs,
+                   mutations=mutations, symbols=list(trace.symbols), names=dict(trace.names))
     for role, vids in (("arg", trace.inputs), ("external", [vid for vid, _ in trace.externals]),
                        ("seed", trace.seeds)):
         for vid in vids:

@@ -134,10 +134,12 @@ def split(trace: Trace, d: Derivation) -> Split:
     constants = {v: a for v, a in trace.constants.items() if v >= b or v in saved}
     saved_list = sorted(saved - set(constants))
     produced = {r.out for r in fwd_records}
+    stored = [v for v in saved_list if v in produced]
     forward = replace(trace, records=fwd_records, views={v: s for v, s in trace.views.items() if v < b},
                       constants={v: a for v, a in trace.constants.items() if v < b},
-                      outputs=list(trace.outputs) + [v for v in saved_list if v in produced])
-    backward = Trace(inputs=list(d.placeholders) + saved_list, externals=[], constants=constants, values=values,
+                      outputs=list(trace.outputs) + stored, n_saved=len(stored))
+    backward = Trace(inputs=list(d.placeholders) + saved_list, n_grad_inputs=len(d.placeholders), externals=[],
+                     constants=constants, values=values, names=dict(trace.names),
                      views=bwd_views, records=bwd_records,
                      outputs=list(dict.fromkeys(g for g in d.grads if g is not None)), single=False)
     return Split(forward, backward, saved_list, d)

@@ -502,6 +502,65 @@ class _RowsWriter(_KernelWriter):
         return out
 
 
+def _shape_text(shape: tuple) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"  # a symbolic size prints as its name (s0)
+
+
+def _input_roles(g: nx.DiGraph) -> dict:
+    """Input node -> what it is to the caller: `arg i` (call order), `output grad i` and
+    `saved` (a training backward's inputs), `parameter`, `seed` or `constant`, then the
+    Python name where the capture knew it (`arg 0 x`, `parameter 0.weight`)."""
+    roles = {}
+    inputs, n_grads = g.graph["inputs"], g.graph.get("n_grad_inputs", 0)
+    for i, n in enumerate(inputs):
+        roles[n] = f"output grad {i}" if i < n_grads else "saved" if n_grads else f"arg {i}"
+    for group, word in (("externals", "parameter"), ("seeds", "seed"), ("constants", "constant")):
+        roles.update((n, word) for n in g.graph[group])
+    names = g.graph.get("names", {})
+    return {n: f"{role} {names[n]}" if n in names else role for n, role in roles.items()}
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def module_header(g: nx.DiGraph, plan: Plan) -> list[str]:
+    """The interface of a generated module, for its top comment (shared by the C and the CUDA
+    module): every input and output buffer with its slot, what it is to the caller, shape,
+    dtype and graph node, the temporaries' slots, and where each dynamic size comes from.
+    Outputs are the function's results (a training backward's: the gradients), values a
+    training forward saves for its backward, and values written back into mutated inputs.
+    Every line is sanitized text without a trailing blank."""
+    roles = _input_roles(g)
+    ins = [[f"buf[{plan.buffers[n].slot}]", roles[n], _shape_text(g.nodes[n]["shape"]), g.nodes[n]["dtype"].name,
+            f"node {n}"] for n in roles]
+    outputs, mutations = g.graph["outputs"], g.graph["mutations"]
+    n_results, backward = g.graph["n_results"], g.graph.get("n_grad_inputs", 0) > 0
+    written = {value: target for target, value in mutations}
+    outs = []
+    for i, n in enumerate(outputs):
+        if i >= len(outputs) - len(mutations) and n in written:
+            target = written[n]
+            role = f"written into buf[{plan.buffers[target].slot}] ({roles[target]})"
+        elif i < n_results:
+            role = f"{'gradient' if backward else 'result'} {i}"
+        else:
+            role = "saved for backward"
+        d = g.nodes[n]
+        outs.append([f"buf[{plan.buffers[n].slot}]", role, _shape_text(d["shape"]), d["dtype"].name,
+                     f"node {n}: {d['op']}"])
+    table = _aligned(ins + outs)  # one set of columns for both
+    lines = ["Inputs:"] + table[:len(ins)] + ["Outputs:"] + table[len(ins):]
+    temps = sorted(b.slot for b in plan.buffers.values() if b.role == "temp")
+    if temps:
+        lines.append(f"Temporaries: buf[{temps[0]}]..buf[{temps[-1]}] ({len(temps)}, values kernels pass on)"
+                     if len(temps) > 1 else f"Temporary: buf[{temps[0]}] (a value kernels pass on)")
+    for k, (n, dim) in enumerate(g.graph["symbols"]):
+        lines.append(f"Size s{k} = dim {dim} of buf[{plan.buffers[n].slot}] ({roles[n]})")
+    return [sanitize(line, 200) for line in lines]
+
+
 def entry_points(plan: Plan) -> list[str]:
     """The C entry functions of a plan, one per segment of C kernels, in run order."""
     return [f"gradc_segment_{i}" for i, step in enumerate(s for s in plan.steps() if isinstance(s, list))]
@@ -522,13 +581,14 @@ def kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
 
 
 def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
-    """The C source of a whole plan; raises GraphBreak if a node cannot be lowered."""
+    """The C source of a whole plan, opening with its interface (`module_header`); raises
+    GraphBreak if a node cannot be lowered."""
     kernels, steps = [], []
     names = iter(entry_points(plan))
     written: dict[tuple, str] = {}  # (parameters, body) -> the kernel that has that code
     for step in plan.steps():
         if isinstance(step, Kernel):
-            steps.append({"extern": _extern_note(g, plan, step)})
+            steps.append({"extern": _extern_note(g, plan, step), "name": step.name})
             continue
         calls = []
         for k in step:
@@ -542,4 +602,4 @@ def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
         steps.append({"extern": "", "name": next(names), "calls": calls})
     return _environment().get_template("module.c.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(),
-        kernels=kernels, steps=steps, n_externs=sum(bool(s["extern"]) for s in steps))
+        header=module_header(g, plan), kernels=kernels, steps=steps, n_externs=sum(bool(s["extern"]) for s in steps))

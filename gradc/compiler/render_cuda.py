@@ -33,11 +33,13 @@ from .render import (
     _with_sizes,
     _zero,
     buffer_geometry,
+    module_header,
     sanitize,
 )
 from .schedule import Kernel, Plan
 
 THREADS = 256
+VECTOR = 4  # elements per thread in vectorised pointwise loops (16 bytes of float32)
 MAX_BLOCKS = 65535  # grid-stride loops cover the rest
 _REDUCERS = {"sum": "gradc_add", "prod": "gradc_mul", "amax": "gradc_amax", "amin": "gradc_amin"}
 
@@ -86,11 +88,15 @@ class _CudaWriter:
             rest = f"({rest} / {size})"
         return lines
 
-    def _values(self, kernel: Kernel, names: list, skip_last: bool) -> list[str]:
-        """Loads and computed values of `kernel`'s nodes at index variables `names`."""
+    def _values(self, kernel: Kernel, names: list, skip_last: bool, given: dict | None = None) -> list[str]:
+        """Loads and computed values of `kernel`'s nodes at index variables `names`; loads
+        in `given` take the expression it maps them to instead of reading memory."""
         g = self.g
         out = []
         for n in kernel.loads:
+            if given and n in given:
+                out.append(f"const {ctype(g.nodes[n]['dtype'])} v{n} = {given[n]};")
+                continue
             slot = self._load_param(n)
             _, base, strides = buffer_geometry(g, self.plan, n)
             vec = self._vector(g.nodes[n]["shape"], strides)
@@ -138,20 +144,70 @@ class _CudaWriter:
         return self._template()
 
     def _pointwise(self) -> dict:
+        """One thread per element (grid-stride); see `_linear` for the vectorised form."""
         k = self.k
         names = [f"d{i}" for i in range(len(k.space))]
         total = _product(k.space)
-        lines = [f"const int64_t total = {total};",
-                 "for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; "
-                 "i += (int64_t)gridDim.x * blockDim.x) {"]
+        linear = self._linear()
+        lines = [f"const int64_t total = {total};", "int64_t start = 0;  /* the first element the scalar loop takes */"]
+        if linear is not None:
+            lines += self._vectorised(names, linear)
+        lines.append("for (int64_t i = start + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; "
+                     "i += (int64_t)gridDim.x * blockDim.x) {")
         body = self._split("i", list(range(len(k.space))), names) + self._values(k, names, False)
         for r in k.roots:
             slot = self._store_param(r)
             vec = self._vector(self.g.nodes[r]["shape"], contiguous_strides(self.g.nodes[r]["shape"]))
             body.append(f"b{slot}[{self._offset(0, vec, names)}] = v{r};  /* output: node {r} */")
         lines += ["    " + line for line in body] + ["}"]
-        return self._function(f"pointwise over shape {list(k.space)}", (total, THREADS),
+        work = total if linear is None else -(-total // VECTOR)
+        return self._function(f"pointwise over shape {list(k.space)}", (work, THREADS),
                               ["    " + line for line in lines])
+
+    def _linear(self) -> dict | None:
+        """Vectorise when the space is static, every root and at least one load is read at
+        the element's own flat index (same shape, contiguous): those move VECTOR elements
+        per memory instruction where aligned. Returns load node -> its base offset, or None."""
+        g, k = self.g, self.k
+        if not all(type(s) is int for s in k.space) or _product(k.space) < VECTOR:
+            return None
+        flat = [0 if _one(s) else st for s, st in zip(k.space, contiguous_strides(k.space))]
+
+        def at_flat_index(shape: tuple, strides: list) -> bool:
+            return len(shape) == len(k.space) and self._vector(shape, strides) == flat
+
+        if not all(at_flat_index(g.nodes[r]["shape"], contiguous_strides(g.nodes[r]["shape"])) for r in k.roots):
+            return None
+        loads = {}
+        for n in k.loads:
+            _, base, strides = buffer_geometry(g, self.plan, n)
+            if at_flat_index(g.nodes[n]["shape"], strides):
+                loads[n] = base
+        return loads if loads and not any(g.nodes[n]["op"] in POSITIONAL for n in k.nodes) else None
+
+    def _vectorised(self, names: list, linear: dict) -> list[str]:
+        """The vector loop: VECTOR consecutive elements per thread, one vector load per
+        linear operand and one vector store per root, when all of them are aligned; the
+        scalar loop after it takes the tail (and everything, when something is unaligned)."""
+        g, k = self.g, self.k
+        pointers = {n: f"b{self._load_param(n)}" + (f" + {base}" if not _zero(base) else "")
+                    for n, base in linear.items()}
+        stores = {r: f"b{self._store_param(r)}" for r in k.roots}
+        aligned = " && ".join(f"gradc_aligned{VECTOR}({p})" for p in [*pointers.values(), *stores.values()])
+        types = {n: ctype(g.nodes[n]["dtype"]) for n in [*linear, *k.roots]}
+        lanes = []
+        if any(n not in linear for n in k.loads):  # a broadcast or strided operand: read at its own index
+            lanes += [f"const int64_t i = {VECTOR} * q + e;"] + self._split("i", list(range(len(k.space))), names)
+        lanes += self._values(k, names, False, {n: f"l{n}.v[e]" for n in linear})
+        lanes += [f"w{r}.v[e] = v{r};" for r in k.roots]
+        body = [f"const gradc_vec{VECTOR}<{types[n]}> l{n} = gradc_load{VECTOR}({p}, q);" for n, p in pointers.items()]
+        body += [f"gradc_vec{VECTOR}<{types[r]}> w{r};" for r in k.roots]
+        body += ["#pragma unroll", f"for (int e = 0; e < {VECTOR}; ++e) {{"] + ["    " + x for x in lanes] + ["}"]
+        body += [f"gradc_store{VECTOR}({p}, q, w{r});  /* output: node {r} */" for r, p in stores.items()]
+        return [f"if ({aligned}) {{  /* {VECTOR} elements per thread through vector loads and stores */",
+                f"    for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; q < total / {VECTOR}; "
+                "q += (int64_t)gridDim.x * blockDim.x) {"] + ["        " + x for x in body] + [
+                "    }", f"    start = total / {VECTOR} * {VECTOR};", "}"]
 
     def _reduction(self) -> dict:
         k, g = self.k, self.g
@@ -281,12 +337,13 @@ def render_cuda(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
 
 
 def cuda_program(g: nx.DiGraph, plan: Plan, function_name: str) -> tuple[str, list[Launch]]:
-    """(CUDA source, launch sequence) of a plan."""
+    """(CUDA source, launch sequence) of a plan; the source opens with the plan's interface
+    (`render.module_header`, as the C module does)."""
     kernels, steps, launches = [], [], []
     written: dict[tuple, str] = {}
     for k in plan.kernels:
         if k.kind == "extern":
-            steps.append("extern: " + _extern_note(g, plan, k))
+            steps.append(f"{k.name} (extern): " + _extern_note(g, plan, k))
             launches.append(Launch(extern=k))
             continue
         out = _CudaWriter(g, plan, k).write()
@@ -299,7 +356,7 @@ def cuda_program(g: nx.DiGraph, plan: Plan, function_name: str) -> tuple[str, li
         launches.append(Launch(twin, out["slots"], out["grid"], out["sizes"]))
     source = _environment("cuda").get_template("module.cu.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(), kernels=kernels,
-        steps=[sanitize(s, 300) for s in steps], threads=THREADS,
+        header=module_header(g, plan), steps=[sanitize(s, 300) for s in steps], threads=THREADS,
         n_externs=sum(k.kind == "extern" for k in plan.kernels))
     return source, launches
 

@@ -82,7 +82,7 @@ def highlight(code: str) -> Markup:
 
 
 def short_name(kernel: Kernel) -> str:
-    """`k3` for `k3_pointwise_add_relu`: the badge a node of that kernel carries in the picture."""
+    """`k3` for `k3_add_relu`: the badge a node of that kernel carries in the picture."""
     head = kernel.name.split("_", 1)[0]
     return head if re.fullmatch(r"k\d+", head) else kernel.name
 

@@ -18,6 +18,7 @@ kernels between two extern steps form one *segment* (one C entry point, see `ste
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -92,13 +93,52 @@ def _inline(g: nx.DiGraph, roots: list, order: dict, stored: frozenset = frozens
     return sorted(nodes, key=order.get), sorted(loads, key=order.get)
 
 
-def _kernel_name(index: int, kind: str, g: nx.DiGraph, nodes: list) -> str:
-    ops = []
-    for n in nodes:
-        op = g.nodes[n]["op"]
-        if op not in ops:
-            ops.append(op)
-    return f"k{index}_{kind}_" + "_".join(ops[:4]) + ("_etc" if len(ops) > 4 else "")
+_NOISE_OPS = frozenset({"cast", "clone", "bitwise_not", "logical_not", "fill"})  # say little of what a kernel computes
+_NAME_OPS = 3  # at most this many ops in a kernel's name
+_NAME_CHARS = 40
+
+
+def _distinct_ops(g: nx.DiGraph, nodes: list) -> list:
+    """The ops of `nodes` once each, in order, without the noise ops unless only those remain."""
+    ops = list(dict.fromkeys(g.nodes[n]["op"] for n in nodes))
+    return [op for op in ops if op not in _NOISE_OPS] or ops
+
+
+def _row_summary(g: nx.DiGraph, k: Kernel) -> str:
+    """What a fused "rows" kernel computes: a recognised row function (softmax, log_softmax,
+    a normalisation), else its reductions then the ops its last stage stores (softmax's
+    forward in training, whose division the next kernel does, is `amax_sum`)."""
+    ops = {g.nodes[n]["op"] for n in k.nodes}
+    reductions = list(dict.fromkeys(g.nodes[s.roots[0]]["op"] for s in k.stages if s.kind == "reduction"))
+    if {"amax", "sum"} <= set(reductions) and "exp" in ops and ops & {"log", "div", "reciprocal"}:
+        return "log_softmax" if "log" in ops else "softmax"
+    if "sum" in reductions and ops & {"rsqrt", "sqrt"}:
+        return "norm"
+    last = k.stages[-1]
+    tail = [] if last.kind == "reduction" else _distinct_ops(g, [last.roots[-1]])
+    return "_".join(list(dict.fromkeys(reductions + tail))[:_NAME_OPS])
+
+
+def _kernel_name(index: int, g: nx.DiGraph, k: Kernel) -> str:
+    """A C identifier saying what kernel `index` computes: `k{index}_` (unique per plan),
+    then its op(s) and, where it helps, its loop: `k1_matmul` (extern step), `k5_add_relu`
+    (pointwise: up to three ops, noise such as casts dropped), `k8_sum` / `k8_sum_dim0`
+    (a reduction over all dims / over dim 0), `k3_softmax_row` (one pass per row: a fused
+    rows kernel or a row-wise template). Depends only on the plan, so it is deterministic."""
+    if k.kind in _STEPS:
+        op = g.nodes[k.roots[0]]["op"]
+        what = op + ("_row" if op in ("softmax", "log_softmax") else "")
+    elif k.kind == "rows":
+        what = _row_summary(g, k) + "_row"
+    elif k.kind == "reduction":
+        d = g.nodes[k.roots[0]]
+        dims = sorted(k.reduce_dims)
+        partial = len(dims) < len(k.space)
+        what = d["op"] + ("_dim" + "_".join(map(str, dims)) if partial else "")
+    else:
+        what = "_".join(_distinct_ops(g, k.nodes)[-_NAME_OPS:])
+    prefix = f"k{index}_"
+    return prefix + re.sub(r"\W", "_", what)[: _NAME_CHARS - len(prefix)].rstrip("_")
 
 
 def _materialized(g: nx.DiGraph, outputs: list) -> set:
@@ -184,7 +224,7 @@ def schedule(g: nx.DiGraph) -> Plan:
             k.nodes, k.loads = _inline(g, k.roots, order)
     kernels = _fuse_rows(g, kernels)
     for i, k in enumerate(kernels):
-        k.name = _kernel_name(i, k.kind, g, k.nodes)
+        k.name = _kernel_name(i, g, k)
     plan = Plan(buffers, kernels, outputs)
     _share_temporaries(g, plan)
     return plan
