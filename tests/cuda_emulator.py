@@ -68,8 +68,9 @@ class Emulated:
         if not library.exists():
             stem.with_suffix(".cpp").write_text(text)
             runtime = resource_dir("gradc.runtime", "runtime")
-            done = subprocess.run([CXX, "-std=c++17", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC", "-include", str(HEADER),
-                                   f"-I{runtime}", "-o", str(library), str(stem.with_suffix(".cpp"))],
+            done = subprocess.run([CXX, "-std=c++17", "-O1", "-U_FORTIFY_SOURCE", "-shared", "-fPIC",
+                                   "-include", str(HEADER), f"-I{runtime}", "-o", str(library),
+                                   str(stem.with_suffix(".cpp"))],
                                   capture_output=True, text=True, timeout=300)
             if done.returncode:
                 raise RuntimeError(done.stderr[-4000:])
