@@ -103,15 +103,16 @@ def test_planted_node_with_attributes():
 
 
 def test_planted_backward_node_is_named():
-    """sub appears only in tanh's derivative: the backward graph's node is named, and its
-    saved operand is a backward-graph value (1 - y*y reads y*y, y = tanh(x))."""
+    """sub appears only in tanh's derivative: the backward graph's node is named with the
+    line of the forward op it differentiates, and its saved operand is a backward-graph
+    value (1 - y*y reads y*y, y = tanh(x))."""
     x = gradc.randn(6, requires_grad=True)
     compiled = gradc.compile(tanh_loss, mode="check")
     with planted_lowering("sub", "({0} + {1})"), pytest.raises(gradc.CompileCheckError) as info:
         compiled(x)
     message = str(info.value)
     assert re.search(r"gradients differ; first differing graph node: node \d+ \(sub\) at "
-                     r"\S*test_compiler_check\.py:\d+: compiled\(x\)\n", message), message
+                     r"\S*test_compiler_check\.py:\d+: return gradc\.tanh\(t\)\.sum\(\)\n", message), message
     assert "in the backward graph of tanh_loss: float32 of shape [6]" in message
     assert x.grad is None
     path = _reproducer(message)

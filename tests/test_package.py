@@ -54,7 +54,9 @@ def test_console_script_is_declared_and_resolves(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"gradc {gradc.__version__}"
-    assert main([]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main([])  # a subcommand is required: usage on stderr, exit 2
+    assert exc.value.code == 2 and "COMMAND" in capsys.readouterr().err
 
 
 def test_console_script_is_installed_and_runs():

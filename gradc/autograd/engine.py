@@ -11,6 +11,10 @@ import heapq
 from .grad_mode import _set, is_grad_enabled
 from .node import AccumulateGrad, gradient_edge
 
+# The node whose backward formula runs now (None outside one): the compiler's capture
+# attributes the ops a formula records to the user's line that made the node.
+running = None
+
 
 def _discover(roots) -> dict:
     """Number of incoming edges of every node reachable from `roots`."""
@@ -164,7 +168,12 @@ def _execute(node, grads: list, accumulate: bool, capture: dict, create_graph: b
         return ()
     if all(g is None for g in grads):
         return (None,) * len(node.next_functions)
-    grad_inputs = node.apply(*grads)
+    global running
+    outer, running = running, node
+    try:
+        grad_inputs = node.apply(*grads)
+    finally:
+        running = outer
     for hook in list((node._hooks or {}).values()):
         new = hook(tuple(grad_inputs), tuple(grads))
         if new is not None:

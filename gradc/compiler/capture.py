@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtypes
+from ..autograd import engine
 from ..dtypes import dtype as DType
 from ..factories import full
 from ..ops import OPS, dispatch
@@ -139,6 +140,14 @@ class _Tracer:
         self.modules: dict[int, tuple] = {}  # id(module) -> (weakref, training)
         self.unknown: set[int] = set()  # ids of tensors made inside whose values the graph cannot recreate
         self.held: list = []  # strong refs to those
+        self.node_sources: dict[int, tuple] = {}  # id(autograd node of a traced op) -> its source
+
+    def source(self) -> tuple:
+        """Where the op being recorded comes from: the user's line, or, inside a backward
+        formula, the line of the forward op whose derivative it is."""
+        node = engine.running
+        forward = self.node_sources.get(id(node)) if node is not None else None
+        return forward or user_source()
 
     def value(self, t: Tensor, kind: str) -> int:
         vid = len(self.trace.values)
@@ -209,7 +218,10 @@ class _Tracer:
             out._shape, out._stride = Size(specs[0][0]), None
         vid = self.value(out, "op")
         self.produced.add(vid)
-        self.trace.records.append(Record(op.name, attrs, arg_refs, vid, compute, user_source()))
+        source = self.source()
+        self.trace.records.append(Record(op.name, attrs, arg_refs, vid, compute, source))
+        if out.grad_fn is not None:
+            self.node_sources.setdefault(id(out.grad_fn), source)
 
     def constant(self, t: Tensor, value, size: tuple | None = None) -> None:
         """A factory made `t` (of `size`, which may be symbolic) with every element `value`:
@@ -224,7 +236,7 @@ class _Tracer:
             return self.brk(f"fill value {value!r} of a {t.dtype.name} tensor is not compiled")
         vid = self.value(t, "op")
         self.produced.add(vid)
-        self.trace.records.append(Record("fill", {"value": number}, [], vid, None, user_source()))
+        self.trace.records.append(Record("fill", {"value": number}, [], vid, None, self.source()))
 
     def made(self, t: Tensor, known: bool) -> None:
         """A data factory made `t`: from `known` data it is a constant of the graph (its
@@ -330,7 +342,7 @@ class _Tracer:
         root_t = self.keep[root]  # values are numbered in the order their tensors were kept
         delta = out._offset - root_t._offset
         vid = self.value(out, "view")
-        self.trace.views[vid] = (root, tuple(out._shape), tuple(out.stride()), delta, user_source())
+        self.trace.views[vid] = (root, tuple(out._shape), tuple(out.stride()), delta, self.source())
 
 
 def _static(value) -> bool:
@@ -397,6 +409,8 @@ def _collect_outputs(trace: Trace, tracer: _Tracer, result: Any) -> None:
             tracer(OPS["clone"], (r,), {}, (r,))
             vid = tracer.ids[id(r)]
         if vid is None or vid not in tracer.produced:
+            if trace.breaks:  # untraced since an earlier break: that break is the reason
+                return None
             return tracer.brk("an output is an input, a view of one, or made outside the traced ops")
         trace.outputs.append(vid)
 
