@@ -327,6 +327,25 @@ def test_double_backward_matmul_both_sides(torch):
     assert_close(b.grad, tb.grad)
 
 
+def test_matmul_weight_gradients_in_the_weights_layout_match_torch(torch):
+    """A batched input times a shared weight (one GEMM over the rows), and the weight read
+    transposed as linear layers do (its gradient computed in its own layout): values,
+    .grad layout and double backward as torch."""
+    x, tx = rand_pair(torch, 2, 5, 3)
+    w, tw = rand_pair(torch, 4, 3, seed=1)
+    v, tv = rand_pair(torch, 3, 4, seed=2)
+    grads = agrad(((x @ w.mT).tanh() @ v.mT.mT.mT).sum() + (x @ v).pow(2).sum(), [x, w, v], create_graph=True)
+    tgrads = torch.autograd.grad(((tx @ tw.mT).tanh() @ tv.mT.mT.mT).sum() + (tx @ tv).pow(2).sum(),
+                                 [tx, tw, tv], create_graph=True)
+    for g, t in zip(grads, tgrads):
+        assert_close(g, t)
+    sum(g.pow(2).sum() for g in grads).backward()
+    sum(t.pow(2).sum() for t in tgrads).backward()
+    for p, t in ((x, tx), (w, tw), (v, tv)):
+        assert_close(p.grad, t.grad)
+    assert w.grad.is_contiguous()
+
+
 def test_backward_create_graph_accumulates_differentiable_grad(torch):
     x, tx = pair(torch, [1.0, 2.0, 3.0])
     for t in (x, tx):

@@ -1,10 +1,12 @@
 """Compile generated C into a shared library and load it with cffi (ABI mode).
 
-`$CC` (default `cc`) builds with `-O2 -shared -fPIC -fwrapv -fopenmp -fno-trapping-math`
-plus `$GRADC_CFLAGS`; -fwrapv makes signed overflow wrap as numpy's integers do, and
--fno-trapping-math (results unchanged: it only gives up floating-point exception flags,
-which nothing reads) lets gcc turn the runtime's selects into vector blends, so
-`#pragma omp simd` loops calling them vectorise. Any toolchain failure raises
+`$CC` (default `cc`) builds with `-O2 -shared -fPIC -fwrapv -fopenmp -fno-trapping-math
+-fno-math-errno` plus `$GRADC_CFLAGS`; -fwrapv makes signed overflow wrap as numpy's
+integers do, -fno-trapping-math (results unchanged: it only gives up floating-point
+exception flags, which nothing reads) lets gcc turn the runtime's selects into vector
+blends, so `#pragma omp simd` loops calling them vectorise, and -fno-math-errno (errno is
+never read either) makes sqrt one instruction instead of a call with a branch (a layer
+norm's last pass went 3.6x faster). Any toolchain failure raises
 `BuildError` (the caller warns once and runs eagerly).
 
 On x86-64 the code is built for the host CPU (`-march=native`: AVX2 doubles the width of
@@ -33,8 +35,8 @@ import cffi
 from .errors import BuildError
 from .render import resource_dir
 
-BASE_FLAGS = ("-O2", "-shared", "-fPIC", "-fwrapv", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off",
-              "-std=gnu11")
+BASE_FLAGS = ("-O2", "-shared", "-fPIC", "-fwrapv", "-fopenmp", "-fno-trapping-math", "-fno-math-errno",
+              "-ffp-contract=off", "-std=gnu11")
 HOST_FLAGS = ("-march=native",) if platform.machine() in ("x86_64", "AMD64") else ()
 _identities: dict[tuple, str] = {}
 
