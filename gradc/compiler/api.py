@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from ..factories import default_generator
 from . import cache, dump
 from .capture import Trace, capture
 from .check import check_call
-from .config import bump, config, env_flag
+from .config import bump, config, env, env_flag
 from .cuda_runner import CudaModule
 from .dump import GraphRecord
 from .dynamic import all_dims, changed_dims, pattern, signature
@@ -93,7 +92,7 @@ class CompiledFunction:
     @property
     def checking(self) -> bool:
         """mode="check", or every compiled function forced into it by GRADC_MODE=check."""
-        return self.mode == "check" or os.environ.get("GRADC_MODE") == "check"
+        return self.mode == "check" or env("GRADC_MODE") == "check"
 
     def __call__(self, *args, **kwargs):
         if self.mode == "eager" or self.backend == "eager" or env_flag("GRADC_EAGER"):

@@ -63,7 +63,7 @@ def bump(name: str, reason: str = "") -> None:
 
 def logged_categories() -> frozenset[str]:
     """The categories GRADC_LOG turns on now (empty when it is unset or "0")."""
-    value = os.environ.get("GRADC_LOG", "")
+    value = env("GRADC_LOG")
     found = _parsed.get(value)
     if found is None:
         found = _parsed[value] = _parse(value)
@@ -78,7 +78,23 @@ def log_event(category: str, message: str) -> None:
 
 
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
+    return env(name) not in ("", "0")
+
+
+# On POSIX, os.environ keeps the environment as bytes in this dict, which every write
+# through os.environ updates; reading it directly skips two str<->bytes conversions.
+_RAW = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_RAW = _RAW if isinstance(_RAW, dict) else None
+
+
+def env(name: str) -> str:
+    """`os.environ.get(name, "")`, read now, at a twentieth of its cost on POSIX: a
+    compiled call reads several variables (GRADC_EAGER, GRADC_MODE, GRADC_LOG), and
+    os.environ.get takes about a microsecond each."""
+    if _RAW is None:
+        return os.environ.get(name, "")
+    value = _RAW.get(name.encode())
+    return "" if value is None else os.fsdecode(value)
 
 
 def reset_counters() -> None:

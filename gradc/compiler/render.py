@@ -32,6 +32,7 @@ from .symbolic import Sym, same
 
 PARALLEL_MIN_ELEMENTS = 1 << 16
 ROW_TILE = 1024  # accumulators per row tile of a reduction over leading dims (8 KiB of doubles)
+PARALLEL_TILES, MIN_TILE = 4, 64  # a parallel one splits its row into at least 4 tiles of >= 64
 _GROUPS = ("outer", "inner", "row")  # loop groups, outermost first
 _SYMBOL = re.compile(r"\bs(\d+)\b")
 _UNSAFE = re.compile(r"[^\x20-\x7e]|\*/|/\*|\?\?")
@@ -372,10 +373,14 @@ class _KernelWriter:
         """A reduction whose innermost dims are kept: tiles of ROW_TILE accumulators, one per
         output along the row loop; the reduced loops run outside the row loop, so every pass
         reads a contiguous stretch of memory (and vectorises), and each output still
-        combines its values in the same order as the one-accumulator form."""
+        combines its values in the same order as the one-accumulator form. Tiles are the
+        parallel loop: a large one is cut into several (a bias gradient's 1024 columns
+        into 4 tiles of 256), or it would run on one thread."""
         emit, open_block, open_loop, close_loop = writer
         width, row = loops[-1][0], var[-1]
         tile = ROW_TILE if isinstance(width, Sym) else min(ROW_TILE, width)
+        if parallel and not isinstance(width, Sym) and width >= PARALLEL_TILES * MIN_TILE:
+            tile = min(tile, -(-width // (PARALLEL_TILES * 16)) * 16)  # enough tiles for the threads
         acc_t, init, combine = self._accumulator(d, operand, f"acc[{row} - tile]")
         if parallel and (isinstance(width, Sym) or width > tile):
             emit(_pragma(parallel, False))
