@@ -281,7 +281,13 @@ def index_geometry(shape, stride, offset: int, key: tuple):
 def _basic_index_bw(ctx, g):
     shape = ctx.input_shape(0)
     size, stride, offset = index_geometry(shape, contiguous_strides(shape), 0, ctx.attrs["key"])
-    return strided_scatter(g.new_zeros(shape), g, size, stride, offset)
+    return strided_scatter(_zeros_like_view(g, shape), g, size, stride, offset)
+
+
+def _zeros_like_view(g: Tensor, shape) -> Tensor:
+    """Zeros of `shape` as one broadcast zero: strided_scatter fills its output from it
+    instead of copying a zeros array (the gradient of a slice is mostly zeros)."""
+    return g.new_zeros(()).expand(tuple(shape))
 
 
 BASIC_INDEX = defop(
@@ -394,7 +400,11 @@ def as_strided(input, size, stride, storage_offset=None) -> Tensor:
 def _strided_scatter_kernel(xp, base, src, size, stride, offset):
     from ..device import strided_view
 
-    out = xp.array(base, copy=True, order="C")
+    if base.size and not any(base.strides):  # a broadcast value (the zeros of a slice's gradient): fill, no copy
+        out = xp.empty(base.shape, base.dtype)
+        out.fill(base.reshape(-1)[0])
+    else:
+        out = xp.array(base, copy=True, order="C")
     strided_view(xp, out.reshape(-1), offset, tuple(size), tuple(stride))[...] = src
     return out
 
