@@ -157,7 +157,7 @@ def _cache_info(ns: argparse.Namespace) -> int:
 
     root = cache.cache_dir()
     if root is None:
-        _error("the cache folder is unusable (not a folder, or not owned by you)")
+        _error("the cache folder is unusable (not a folder, not owned by you, or writable by others)")
         return 1
     files = cache.entries()
     kernels = sum(path.suffix == ".json" for path in files)
@@ -173,7 +173,7 @@ def _cache_clear(ns: argparse.Namespace) -> int:
 
     root = cache.cache_dir()
     if root is None:
-        _error("the cache folder is unusable (not a folder, or not owned by you)")
+        _error("the cache folder is unusable (not a folder, not owned by you, or writable by others)")
         return 1
     print(f"removed {cache.clear()} file(s) from {root}")
     return 0

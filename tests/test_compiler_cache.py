@@ -246,32 +246,3 @@ def test_same_command_new_identity_changes_the_key(tmp_path, monkeypatch):
     assert cache.cache_key("int x;") != before
     monkeypatch.setenv("PATH", path)
     assert cache.cache_key("int x;") == before
-
-
-def test_cache_dir_is_private(tmp_path, monkeypatch):
-    loose = tmp_path / "loose"
-    loose.mkdir(mode=0o777)
-    loose.chmod(0o777)
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(loose))
-    assert cache.cache_dir() == loose
-    assert stat.S_IMODE(loose.stat().st_mode) == 0o700  # tightened before anything is trusted in it
-    nested = tmp_path / "a" / "b"
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(nested))
-    x = gradc.randn(5)
-    assert _compile_once(x)["compiles"] == 1
-    assert stat.S_IMODE(nested.stat().st_mode) == 0o700 and len(_entries(nested)) == 1
-
-
-def test_unusable_cache_dir_still_compiles_without_leaking(tmp_path, monkeypatch):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv("GRADC_CACHE_DIR", str(blocker))
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    x = gradc.randn(9)
-    assert _compile_once(x)["compiles"] == 1
-    assert _compile_once(x)["compiles"] == 1  # no disk cache: every new function builds
-    assert list((tmp_path / "tmp").iterdir()) == []  # private builds are cleaned up after loading

@@ -121,12 +121,22 @@ class CompiledFunction:
             return self._run(entry, tensors, args, kwargs)
         if candidates:  # entries whose parameters or modules died can never match again
             candidates[:] = [e for e in candidates if _alive(e)]
-        if len({id(e) for es in self.entries.values() for e in es}) >= config.recompile_limit:
-            self.disabled = f"recompile limit ({config.recompile_limit}) reached for {self.__qualname__}"
-            warnings.warn(f"gradc.compile: {self.disabled}; running eagerly from now on", stacklevel=2)
-            self.history.bump("fallbacks", self.disabled)
+        if self._at_limit() and not any(e.pattern == pattern(key, e.dims) and _guards_hold(e)
+                                        for e in self.dynamic_entries):
+            self._stop_compiling(stacklevel=3)
             return self.fn(*args, **kwargs)
         return self._compile(key, tensors, args, kwargs)
+
+    def _at_limit(self) -> bool:
+        """Whether `config.recompile_limit` entries exist (a dynamic entry counts once, however
+        many sizes it serves): a call no entry serves then runs eagerly, so does every later one."""
+        return len({id(e) for es in self.entries.values() for e in es}) >= config.recompile_limit
+
+    def _stop_compiling(self, stacklevel: int) -> None:
+        """Run eagerly from now on, with one warning (`stacklevel` points at the user's call)."""
+        self.disabled = f"recompile limit ({config.recompile_limit}) reached for {self.__qualname__}"
+        warnings.warn(f"gradc.compile: {self.disabled}; running eagerly from now on", stacklevel=stacklevel)
+        self.history.bump("fallbacks", self.disabled)
 
     def _reuse_dynamic(self, key: tuple, tensors: list, args: tuple, kwargs: dict) -> tuple | None:
         """A dynamic entry whose pattern fits `key`: capture this call and compare with the
@@ -193,6 +203,9 @@ class CompiledFunction:
         if reuse is not None:
             reused, trace, derivation = reuse
             if reused:
+                return trace.result
+            if self._at_limit():  # past the limit a dynamic entry may still serve, never a new one
+                self._stop_compiling(stacklevel=4)
                 return trace.result
         else:
             dims = self._dynamic_dims(key)

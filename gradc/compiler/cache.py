@@ -1,12 +1,21 @@
 """The on-disk kernel cache: safe to share between processes, never trusted blindly.
 
-Layout under `$GRADC_CACHE_DIR` (default `~/.cache/gradc`), a directory kept 0700 and
-refused unless owned by the current user:
+Layout under `$GRADC_CACHE_DIR` (default `~/.cache/gradc`), a directory created 0700:
 - `<key>.<sha>.so`: an immutable artifact named by its own content hash;
 - `<key>.json`: metadata naming the artifact and its sha256 (JSON, never pickle);
 - `<key>.lock`: present only while a process builds `key` (see below).
 The key is sha256 of (source, runtime header, compiler identity, flags, host CPU, gradc
 version).
+
+Loading a library runs its code, so the directory is used only if nobody else can have
+written to it: it must be a directory owned by the current user and writable by no group
+or other user. One that is not is refused, never repaired: files someone else could have
+planted are not made safe by a chmod after the fact. A refused directory, or one that
+cannot be written (a read-only mount), costs one warning per process; kernels are then
+cached in a private directory of this process (mkdtemp, 0700, removed at exit), while a
+read-only one still serves the entries it holds. A directory merely readable by others
+(nothing could have been planted) is tightened to 0700 silently. SECURITY.md says why.
+
 Writers build into a temp file and publish with `os.replace`, artifact before metadata,
 so concurrent processes only ever see complete files; readers re-hash the artifact
 before loading it and treat any mismatch as a miss. On a miss, builders of one key take
@@ -17,13 +26,16 @@ names is removed.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,23 +50,49 @@ try:
 except ImportError:  # not POSIX: no build lock; concurrent builds stay correct, only duplicated
     fcntl = None
 
+# this process's own cache, made (with the one warning) when the configured one is refused or unwritable
+_private: Path | None = None
 
-def cache_dir() -> Path | None:
-    """The cache directory, created if needed and made private (0700); None (no disk
-    cache) if it is unusable or not owned by the current user."""
-    root = Path(os.environ.get("GRADC_CACHE_DIR") or Path.home() / ".cache" / "gradc")
+
+def configured_dir() -> Path:
+    """Where the cache should be: $GRADC_CACHE_DIR, else ~/.cache/gradc (not checked)."""
+    return Path(os.environ.get("GRADC_CACHE_DIR") or Path.home() / ".cache" / "gradc")
+
+
+def refusal(root: Path) -> str | None:
+    """Why `root` cannot hold the cache (None if it can), creating it 0700 if missing and
+    taking away read access others have to a directory that is otherwise ours alone."""
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = root.stat()
         if not stat.S_ISDIR(st.st_mode):
-            return None
+            return f"the kernel cache {root} is not a directory"
         if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            return None
+            return f"the kernel cache {root} is owned by another user (uid {st.st_uid})"
+        if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o022:
+            return f"the kernel cache {root} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
         if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
-            os.chmod(root, 0o700)  # ours but open to others (an older version, a manual mkdir)
-    except OSError:
-        return None
-    return root
+            os.chmod(root, 0o700)
+    except OSError as e:
+        return f"the kernel cache {root} is unusable ({e})"
+    return None
+
+
+def cache_dir() -> Path | None:
+    """The configured cache directory if it can be trusted (see `refusal`), else None."""
+    root = configured_dir()
+    return None if refusal(root) else root
+
+
+def _private_dir(reason: str) -> Path:
+    """This process's private cache, made on first use with the process's one warning."""
+    global _private
+    if _private is None:
+        _private = Path(tempfile.mkdtemp(prefix="gradc-cache-"))  # 0700, created by us alone
+        atexit.register(shutil.rmtree, _private, ignore_errors=True)
+        warnings.warn(f"gradc.compile: {reason}; caching kernels in {_private} for this process only",
+                      stacklevel=2)
+    return _private
 
 
 _CACHE_FILE = re.compile(r"[0-9a-f]{64}(\.[0-9a-f]{16}\.so|\.json|\.lock)")
@@ -191,45 +229,36 @@ def _load(path: Path, entries: list[str]) -> build.Library | None:
         return None
 
 
-def _load_private(built: Path, entries: list[str]) -> build.Library:
-    """Load a build without the disk cache, from a temp directory removed once loaded. The
-    file is named by its content hash: the loader reuses a library already loaded under the
-    same path, so a path must never name two different builds."""
-    name = f"{_sha256(built)[:32]}.so"
-    with tempfile.TemporaryDirectory(prefix="gradc-private-", ignore_cleanup_errors=True) as private:
-        target = Path(private) / name
-        os.replace(built, target)
-        return build.Library(target, entries)  # POSIX keeps the mapping after the unlink
-
-
 def build_or_load(source: str, entries: list[str]) -> tuple[build.Library, bool]:
     """(library, came from disk) exposing the C functions `entries` of `source`. Compiles
-    on a miss; raises BuildError on toolchain failure."""
+    on a miss; raises BuildError on toolchain failure. Looks in the configured cache (if
+    trusted) and in this process's private one (if made); builds into the configured one,
+    or the private one where that is refused or cannot be written."""
     key = cache_key(source)
-    root = cache_dir()
-    failed = None
-    if root is not None:
-        failed = lookup(root, key)
-        if failed is not None:
-            library = _load(failed, entries)
+    root = configured_dir()
+    reason = refusal(root)
+    if reason is not None:
+        root = _private_dir(reason)
+    failed = []
+    for place in dict.fromkeys(p for p in (root, _private) if p is not None):
+        hit = lookup(place, key)
+        if hit is not None:
+            library = _load(hit, entries)
             if library is not None:
                 return library, True
+            failed.append(hit)
     with contextlib.ExitStack() as stack:
-        if root is not None:
-            stack.enter_context(_build_lock(root, key))
-            hit = lookup(root, key)  # a peer may have built it while we waited
-            if hit is not None and hit != failed:
-                library = _load(hit, entries)
-                if library is not None:
-                    return library, True
+        stack.enter_context(_build_lock(root, key))
+        hit = lookup(root, key)  # a peer may have built it while we waited
+        if hit is not None and hit not in failed:
+            library = _load(hit, entries)
+            if library is not None:
+                return library, True
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="gradc-so-"))
         built = Path(tmp) / "kernel.so"
         build.compile_source(source, built)
-        if root is not None:
-            try:
-                target = store(root, key, built)
-            except OSError as e:
-                log.warning("gradc.compile: cannot write the kernel cache in %s (%s); not caching", root, e)
-            else:
-                return build.Library(target, entries), False
-        return _load_private(built, entries), False
+        try:
+            target = store(root, key, built)
+        except OSError as e:  # a read-only directory or file system, a full disk
+            target = store(_private_dir(f"cannot write the kernel cache {root} ({e})"), key, built)
+        return build.Library(target, entries), False

@@ -43,7 +43,7 @@ from ..ops.shapes import norm_dims
 from ..size import Size, contiguous_strides
 from ..tensor import Tensor
 from .constants import fill_value
-from .symbolic import Sym, is_symbolic
+from .symbolic import Sym, is_symbolic, shown_as_values
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOCK = threading.RLock()  # one capture at a time: the Tensor method wrappers are global
@@ -450,7 +450,8 @@ def capture(fn: Callable, args: tuple, kwargs: dict,
             _active.tracer = tracer
             dispatch.tracer = tracer
             module_mod.call_observer = tracer.module_called
-            trace.result = fn(*args, **kwargs)
+            with shown_as_values():  # eager's messages, not symbols (a dynamic capture)
+                trace.result = fn(*args, **kwargs)
             _collect_outputs(trace, tracer, trace.result)
             if then is not None and not trace.breaks:
                 then(trace, tracer)

@@ -60,8 +60,11 @@ class GraphRecord:
 
     @property
     def stem(self) -> str:
-        """The file-name stem of this record's files: `03_train_step_backward`."""
-        return f"{self.index:02d}_{sanitize(self.function, 60).replace(' ', '_')}_{self.part}"
+        """The file-name stem of this record's files: `03_train_step_backward`; the function's
+        name keeps only word characters, `.`, `-`, `<` and `>`, so no name reaches a path
+        separator or a quote (`__qualname__` is any text)."""
+        name = re.sub(r"[^\w.<>-]", "_", sanitize(self.function, 60))
+        return f"{self.index:02d}_{name}_{self.part}"
 
     @property
     def suffix(self) -> str:

@@ -12,11 +12,14 @@ captured again and compared with the symbolic graph evaluated at that size (see
 
 Comparisons stay value-based, as eager code needs. The compiler's own decisions (loop
 merging, fusion by shape) use `same`, which compares polynomials, so a coincidence of
-values at one size never shapes the generated code. `str(sym)` is its C expression.
+values at one size never shapes the generated code. `str(sym)` is its C expression
+(its value while the captured function runs, see `shown_as_values`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
 
 Poly = tuple  # ((monomial, coefficient), ...) sorted; a monomial is a sorted tuple of symbol indices
 
@@ -111,15 +114,32 @@ class Sym(int):
         return int(self) != other
 
     def __str__(self) -> str:
-        return c_text(self)
+        return str(int(self)) if getattr(_shown, "values", False) else c_text(self)
 
     __repr__ = __str__
 
     def __format__(self, spec: str) -> str:
-        return c_text(self) if not spec else format(int(self), spec)
+        return str(self) if not spec else format(int(self), spec)
 
     def __reduce__(self):
         return (Sym, (int(self), self.poly))
+
+
+_shown = threading.local()  # .values: whether Syms print as their values (see `shown_as_values`)
+
+
+@contextlib.contextmanager
+def shown_as_values() -> Iterator[None]:
+    """Within it, on this thread, a Sym prints as its value. The captured function runs in
+    it, so what user code prints and the eager errors it raises ("shapes [3, 4] and [3, 5]
+    cannot be multiplied") read as in eager, never with the compiler's C text ("s0");
+    code rendered meanwhile on another thread keeps that text."""
+    before = getattr(_shown, "values", False)
+    _shown.values = True
+    try:
+        yield
+    finally:
+        _shown.values = before
 
 
 def _divide(p: Poly, q: Poly) -> Poly | None:
