@@ -20,7 +20,7 @@ def _discover(roots) -> dict:
     """Number of incoming edges of every node reachable from `roots`."""
     deps: dict = {}
     seen = set()
-    stack = [n for n in roots if n is not None]
+    stack = list(dict.fromkeys(n for n in roots if n is not None))  # a root given twice is walked once
     seen.update(stack)
     while stack:
         node = stack.pop()

@@ -219,6 +219,9 @@ def fold(g: nx.DiGraph, n) -> bool:
     refs = [ref for tag, ref in d["args"] if tag == "value"]
     if not refs or any(g.nodes[ref]["op"] != "fill" for ref in refs):
         return False
+    outputs = g.graph["outputs"]
+    if d["op"] in _COPIES and n in outputs and refs[0] in outputs:
+        return False  # `_copy_of` made this output a copy of an equal one: folding it back would loop
     value = _eager_scalar(g, d, op)
     if value is None:
         return False
