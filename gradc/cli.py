@@ -149,7 +149,12 @@ def _explain(ns: argparse.Namespace) -> int:
 
 def _run(ns: argparse.Namespace) -> int:
     variables = {"GRADC_EAGER": "1"} if ns.eager else {"GRADC_MODE": "check"} if ns.check else {}
-    return _run_script(ns.script, ns.args, variables)
+    code = _run_script(ns.script, ns.args, variables)
+    if ns.check and code == 0:  # a mismatch raised CompileCheckError: the script failed instead
+        from .compiler import counters
+
+        print(f"gradc run --check: {counters['checks']} compiled call(s) matched eager", file=sys.stderr)
+    return code
 
 
 def _cache_info(ns: argparse.Namespace) -> int:

@@ -144,6 +144,7 @@ def test_run_eager_and_check_modes(tmp_path):
     check = gradc_cli(tmp_path, "run", "--check", name, "--", "x")
     assert check.returncode == 0, check.stderr
     assert "args ['x'] built 2 checking True" in check.stdout
+    assert check.stderr.strip().splitlines()[-1] == "gradc run --check: 2 compiled call(s) matched eager"
 
 
 def test_cache_info_and_clear_touch_only_cache_files(tmp_path):

@@ -293,6 +293,7 @@ class CompiledFunction:
             result = entry.module.execute(values)[: entry.n_results]
         if checking:
             check_call(entry, self.fn, tensors + externals, args, kwargs, result, before.rewind())
+            bump("checks", self.__qualname__)
         return result[0] if entry.single else result
 
 

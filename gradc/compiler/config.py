@@ -37,9 +37,10 @@ class Config:
 
 config = Config()
 
-# dynamic_reuses: a new size served by an existing symbolic entry (after its check capture)
+# dynamic_reuses: a new size served by an existing symbolic entry (after its check capture);
+# checks: calls mode="check" compared with eager and found equal
 COUNTER_NAMES = ("compiles", "disk_hits", "memory_hits", "fallbacks", "graph_breaks", "dynamic_reuses",
-                 "recompiles")
+                 "recompiles", "checks")
 counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
 
 # compiles: a graph built or loaded from the disk cache; cache: in-memory (guard) hits;
@@ -49,7 +50,7 @@ CATEGORIES = ("compiles", "recompiles", "graph_breaks", "fallbacks", "output_cod
 _EVENTS = {"compiles": ("compiles", "compile"), "disk_hits": ("compiles", "disk cache hit"),
            "memory_hits": ("cache", "memory cache hit"), "fallbacks": ("fallbacks", "fallback"),
            "graph_breaks": ("graph_breaks", "graph break"), "dynamic_reuses": ("dynamic", "dynamic reuse"),
-           "recompiles": ("recompiles", "recompile")}
+           "recompiles": ("recompiles", "recompile"), "checks": ("compiles", "checked against eager")}
 _parsed: dict[str, frozenset] = {}
 
 
