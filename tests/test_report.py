@@ -165,9 +165,9 @@ def _find_chromium() -> str | None:
     return script.find_chromium()
 
 
+@pytest.mark.skipif(_find_chromium() is None, reason="no Chromium on PATH (scripts/report_screenshot.py "
+                    "installs it with apt-get when run as root; this test never installs)")
 def test_screenshot_of_the_digits_mlp_report(tmp_path):
-    if _find_chromium() is None:
-        pytest.skip("no Chromium on PATH (scripts/report_screenshot.py installs it with apt-get when run as root)")
     shot = tmp_path / "report.png"
     done = subprocess.run([sys.executable, str(SCRIPT), str(shot)],
                           capture_output=True, text=True, timeout=180)
