@@ -54,3 +54,6 @@ def train_and_report(args, model, optimizer, train: TensorDataset, test: TensorD
     train_classifier(model, DataLoader(train, batch_size=64, shuffle=True), optimizer, args.epochs,
                      args.max_batches, loss_fn)
     print(f"test accuracy: {accuracy(model, test):.4f} ({time.perf_counter() - start:.1f} s)")
+    if args.save:
+        gradc.save(model.state_dict(), args.save)
+        print(f"saved the model's state dict to {args.save}")

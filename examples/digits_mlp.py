@@ -1,6 +1,6 @@
 """An MLP on scikit-learn's 8x8 digits: >= 95% test accuracy in seconds.
 
-Run: python examples/digits_mlp.py [--epochs N] [--compile]
+Run: python examples/digits_mlp.py [--epochs N] [--compile] [--save FILE]
 
 With --compile the training step (forward and loss, with its backward) runs as C built
 by gradc.compile; the optimizer stays eager. The run first times a few eager steps and
@@ -16,12 +16,18 @@ from gradc import nn
 TIMED_STEPS = 50
 
 
+def build_model() -> nn.Module:
+    """The untrained network (`gradc export examples/digits_mlp.py:build_model --state FILE` loads the
+    weights `--save FILE` wrote into it)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                         nn.Linear(64, 10))
+
+
 def main() -> None:
-    args = example_args(__doc__.splitlines()[0], epochs=30, compile_option=True)
+    args = example_args(__doc__.splitlines()[0], epochs=30, compile_option=True, save_option=True)
     gradc.manual_seed(0)
     train, test = load_digits_split()
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                          nn.Linear(64, 10))
+    model = build_model()
     optimizer = gradc.optim.Adam(model.parameters(), lr=2e-3)
     train_and_report(args, model, optimizer, train, test, TIMED_STEPS)
 

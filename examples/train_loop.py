@@ -13,7 +13,8 @@ import gradc.nn.functional as F
 LossFn = Callable
 
 
-def example_args(description: str, epochs: int, compile_option: bool = False) -> argparse.Namespace:
+def example_args(description: str, epochs: int, compile_option: bool = False,
+                 save_option: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--max-batches", type=int, default=None,
@@ -21,6 +22,8 @@ def example_args(description: str, epochs: int, compile_option: bool = False) ->
     if compile_option:
         parser.add_argument("--compile", action="store_true",
                             help="compile the training step (forward + loss) with gradc.compile")
+    if save_option:
+        parser.add_argument("--save", metavar="FILE", help="save the trained model's state dict there (gradc.save)")
     return parser.parse_args()
 
 

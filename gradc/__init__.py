@@ -21,7 +21,7 @@ from .autograd.grad_mode import (
     no_grad,
     set_grad_enabled,
 )
-from .compiler import CompileCheckError, GraphBreakError, compile, explain
+from .compiler import CompileCheckError, ExportError, GraphBreakError, compile, explain, export
 from .device import device
 from .dtypes import bool_ as bool
 from .dtypes import (

@@ -64,6 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
     _script_arguments(run)
     run.set_defaults(handler=_run, parser=run)
 
+    export = commands.add_parser("export", help="write a model or function as dependency-free C",
+                                 description="Load SCRIPT.py (not as __main__: its main() does not run), take "
+                                 "NAME from it (an nn.Module, a Module class, a function of tensors, or a function "
+                                 "with no required arguments that returns one of those) and write model.h, model.c, "
+                                 "main_example.c (and weights.bin) for inputs like the --example ones. Build with: "
+                                 "cc -O2 -std=c99 model.c main_example.c -lm")
+    export.usage = f"{export.prog} SCRIPT.py:NAME --example EXPR [--example EXPR ...] -o DIR [options]"
+    export.add_argument("target", metavar="SCRIPT.py:NAME", help="the script and the name of the model in it")
+    export.add_argument("--example", action="append", required=True, metavar="EXPR",
+                        help='an example input, as a gradc expression: "randn(1, 64)", "zeros(2, 3, dtype=int64)"; '
+                             "once per input, in order")
+    export.add_argument("-o", "--output", metavar="DIR", required=True, help="folder to write the files into")
+    export.add_argument("--weights", choices=("embed", "file"), default="embed",
+                        help="embed: weights as C arrays in model.c (default); file: weights.bin, read by "
+                             "model_load(path)")
+    export.add_argument("--state", metavar="FILE", help="load this state dict (gradc.save file) into the model first")
+    export.add_argument("--dynamic", action="store_true",
+                        help="make the first input's first dim (the batch) an argument of model_run")
+    export.add_argument("--openmp", action="store_true", help="keep OpenMP pragmas (then build with -fopenmp)")
+    export.set_defaults(handler=_export, parser=export)
+
     cache = commands.add_parser("cache", help="inspect or clear the on-disk kernel cache",
                                 description="The on-disk kernel cache ($GRADC_CACHE_DIR, default "
                                 "~/.cache/gradc).")
@@ -155,6 +176,82 @@ def _run(ns: argparse.Namespace) -> int:
 
         print(f"gradc run --check: {counters['checks']} compiled call(s) matched eager", file=sys.stderr)
     return code
+
+
+def _export(ns: argparse.Namespace) -> int:
+    import gradc
+
+    script, _, name = ns.target.rpartition(":")
+    if not script or not name.isidentifier():
+        _error(f"export: expected SCRIPT.py:NAME, got {ns.target!r}")
+        return 2
+    if not Path(script).is_file():
+        _error(f"no such script: {script}")
+        return 2
+    saved_path = sys.path[:]
+    sys.path.insert(0, str(Path(script).resolve().parent))
+    try:
+        namespace = runpy.run_path(script, run_name="gradc_export")
+    except Exception as e:
+        _report(script, e)
+        return 1
+    finally:
+        sys.path[:] = saved_path
+    if name not in namespace:
+        _error(f"export: {script} defines no {name!r}")
+        return 2
+    try:
+        model = _model(namespace[name], ns.state)
+        examples = [_example(expr) for expr in ns.example]
+        paths = gradc.export(model, examples, ns.output, weights=ns.weights, dynamic=ns.dynamic, openmp=ns.openmp)
+    except gradc.ExportError as e:
+        print(str(e).replace("gradc.export: ", "gradc export: ", 1), file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, RuntimeError, SyntaxError, NameError) as e:
+        _error(f"export: {e}")
+        return 1
+    for path in paths:
+        print(f"wrote {path} ({_human(path.stat().st_size)})")
+    sources = " ".join(str(Path(ns.output) / f) for f in ("model.c", "main_example.c"))
+    print(f"build: cc -O2 -std=c99 -Wall {sources} -lm{' -fopenmp' if ns.openmp else ''} -o model")
+    return 0
+
+
+def _model(obj, state: str | None):
+    """The thing to export: a module or function as it is, a Module class instantiated, a
+    factory (a function without required parameters) called; then `state` loaded."""
+    import inspect
+
+    import gradc
+    from gradc import nn
+
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        obj = obj()
+    elif inspect.isfunction(obj) and all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                                         for p in inspect.signature(obj).parameters.values()):
+        obj = obj()
+    if not callable(obj):
+        raise TypeError(f"{type(obj).__name__} is not a module or a function")
+    if state is not None:
+        if not isinstance(obj, nn.Module):
+            raise TypeError("--state needs a module")
+        obj.load_state_dict(gradc.load(state))
+    return obj
+
+
+_EXAMPLE_NAMES = ("randn", "rand", "randint", "zeros", "ones", "full", "arange", "linspace", "tensor",
+                  "float32", "float64", "int64", "int32", "uint8")
+
+
+def _example(expr: str):
+    """An --example expression evaluated with gradc's factories and dtypes in scope."""
+    import gradc
+
+    scope = {name: getattr(gradc, name) for name in _EXAMPLE_NAMES}
+    value = eval(expr, {"__builtins__": {}}, scope)
+    if not isinstance(value, gradc.Tensor):
+        raise TypeError(f"--example {expr!r} is a {type(value).__name__}, not a tensor")
+    return value
 
 
 def _cache_info(ns: argparse.Namespace) -> int:

@@ -180,26 +180,13 @@ class _Tracer:
     def __call__(self, op, args, attrs, outs) -> None:
         if self.trace.breaks:
             return  # the graph is already broken: nothing more to record
-        if len(outs) != 1:
-            return self.brk(f"op {op.name!r} has several outputs (not compiled yet)")
+        reason = op_break(op, args, attrs, outs)
+        if reason:
+            return self.brk(reason)
         out = outs[0]
-        if out.device.type != "cpu":
-            return self.brk(f"op {op.name!r} runs on {out.device} (only CPU is compiled yet)")
-        if op.name in GRAPH_BREAKS:
-            return self.brk(GRAPH_BREAKS[op.name])
         if op.kind == "view":
             return self.view(op, args[0], out)
         extern = op.name in EXTERNS or op.name in TEMPLATES
-        if op.name == "index" and any(isinstance(a, Tensor) and a.dtype is dtypes.bool_ for a in args[1:]):
-            return self.brk("indexing with a boolean mask has a data-dependent shape (not compiled)")
-        if extern and not all(_static(v) for v in attrs.values()):
-            return self.brk(f"op {op.name!r} got an attribute that is not a static value")
-        if not extern and op.kind == "reduction" and op.name not in REDUCTIONS:
-            return self.brk(f"reduction {op.name!r} has no lowering yet")
-        if op.kind == "pointwise" and op.lowering is None:
-            return self.brk(f"op {op.name!r} has no C lowering")
-        if not extern and op.kind not in ("pointwise", "reduction"):
-            return self.brk(f"op {op.name!r} ({op.kind}) is not compiled yet")
         arg_refs = []
         for a in args:
             if isinstance(a, Tensor):
@@ -343,6 +330,31 @@ class _Tracer:
         delta = out._offset - root_t._offset
         vid = self.value(out, "view")
         self.trace.views[vid] = (root, tuple(out._shape), tuple(out.stride()), delta, self.source())
+
+
+def op_break(op, args: tuple, attrs: dict, outs: tuple) -> str | None:
+    """Why one op call cannot be compiled (the graph breaks there), or None. Depends only
+    on the call, so `gradc.export` can list every such call of a function up front."""
+    if len(outs) != 1:
+        return f"op {op.name!r} has several outputs (not compiled yet)"
+    if outs[0].device.type != "cpu":
+        return f"op {op.name!r} runs on {outs[0].device} (only CPU is compiled yet)"
+    if op.name in GRAPH_BREAKS:
+        return GRAPH_BREAKS[op.name]
+    if op.kind == "view":
+        return None
+    extern = op.name in EXTERNS or op.name in TEMPLATES
+    if op.name == "index" and any(isinstance(a, Tensor) and a.dtype is dtypes.bool_ for a in args[1:]):
+        return "indexing with a boolean mask has a data-dependent shape (not compiled)"
+    if extern and not all(_static(v) for v in attrs.values()):
+        return f"op {op.name!r} got an attribute that is not a static value"
+    if not extern and op.kind == "reduction" and op.name not in REDUCTIONS:
+        return f"reduction {op.name!r} has no lowering yet"
+    if op.kind == "pointwise" and op.lowering is None:
+        return f"op {op.name!r} has no C lowering"
+    if not extern and op.kind not in ("pointwise", "reduction"):
+        return f"op {op.name!r} ({op.kind}) is not compiled yet"
+    return None
 
 
 def _static(value) -> bool:

@@ -3,7 +3,8 @@
 `GraphBreak` is internal: capture and lowering raise it to say "this function cannot be
 compiled as one graph, run it eagerly". `GraphBreakError` is what users see with
 `fullgraph=True`; `CompileCheckError` is raised by `mode="check"` when compiled and eager
-results differ. `BuildError` is a toolchain failure (compiler missing or failing).
+results differ. `BuildError` is a toolchain failure (compiler missing or failing); `ExportError` lists
+what keeps `gradc.export` from writing a model as C.
 """
 from __future__ import annotations
 
@@ -22,3 +23,7 @@ class CompileCheckError(AssertionError):
 
 class BuildError(RuntimeError):
     """The C toolchain failed; the caller warns once and runs eagerly."""
+
+
+class ExportError(RuntimeError):
+    """`gradc.export` cannot write the model as C; the message lists every reason."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -585,6 +586,23 @@ def kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
     return _kernel(g, plan, k)["source"].rstrip("\n")
 
 
+def kernel_calls(g: nx.DiGraph, plan: Plan, step: list, written: dict, kernels: list,
+                 write: Callable = _kernel) -> list[str]:
+    """The calls of one segment's kernels; each kernel's source (from `write`) is appended
+    to `kernels` unless `written` (code key -> kernel name) holds an earlier one with the
+    same code (a repeated layer), which the call then runs, commented with its own name."""
+    calls = []
+    for k in step:
+        out = write(g, plan, k)
+        twin = written.setdefault(out["code"], k.name)
+        if twin == k.name:
+            kernels.append(out["source"].rstrip("\n"))
+            calls.append(out["call"])
+        else:
+            calls.append(twin + out["call"][len(k.name):] + f"  /* {k.name} */")
+    return calls
+
+
 def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
     """The C source of a whole plan, opening with its interface (`module_header`); raises
     GraphBreak if a node cannot be lowered."""
@@ -595,16 +613,7 @@ def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:
         if isinstance(step, Kernel):
             steps.append({"extern": _extern_note(g, plan, step), "name": step.name})
             continue
-        calls = []
-        for k in step:
-            out = _kernel(g, plan, k)
-            twin = written.setdefault(out["code"], k.name)
-            if twin == k.name:
-                kernels.append(out["source"].rstrip("\n"))
-                calls.append(out["call"])
-            else:  # the same loop nest as an earlier kernel (a repeated layer): call that one
-                calls.append(twin + out["call"][len(k.name):] + f"  /* {k.name} */")
-        steps.append({"extern": "", "name": next(names), "calls": calls})
+        steps.append({"extern": "", "name": next(names), "calls": kernel_calls(g, plan, step, written, kernels)})
     return _environment().get_template("module.c.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(),
         header=module_header(g, plan), kernels=kernels, steps=steps, n_externs=sum(bool(s["extern"]) for s in steps))
