@@ -22,7 +22,9 @@ Method
   torch) serves one process that calls the compiled gelu once (cold), then a second fresh
   process on the same directory (warm). The cell is the wall time measured in this
   process from spawning the child to reading its result (interpreter start and imports
-  included); the child's own first-call time is reported beside it.
+  included); the child's own first-call time is reported beside it. Imports read
+  bytecode as from an installed package (pip compiles it; torch's always is): gradc's
+  modules are byte-compiled first, and PYTHONDONTWRITEBYTECODE is not passed on.
 - Bandwidth bound: a STREAM-like copy kernel in C (`cc -O3 -march=native -fopenmp`, 2
   threads, arrays much larger than the L3 cache, best of several passes) runs once per
   round; for gelu, softmax and layernorm the bound is the bytes that must move (each input
@@ -46,6 +48,7 @@ Writes benchmarks/results/latest.md and latest.json (or --output-dir).
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import gc
 import importlib.metadata
@@ -399,6 +402,7 @@ def fresh_first_call(system: str, cache: Path | None, log_dir: Path) -> dict:
     {"wall_s" (spawn to result, imports included), "first_call_s", "notes"} or {"error"}."""
     dirs = {"GRADC_CACHE_DIR": "gradc", "TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton"}
     env = worker_env(**({} if cache is None else {name: str(cache / sub) for name, sub in dirs.items()}))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # imports read bytecode, as from any installed package
     log = log_dir / f"first-{system}-{time.monotonic_ns()}.stderr"
     with open(log, "w") as err:
         start = time.perf_counter()
@@ -533,6 +537,7 @@ def measure_startup(systems: tuple[str, ...], workloads: tuple[str, ...], repeat
     process on one new cache directory, the systems alternating. Systems in `warm_only` skip
     the cold process and start warm on their default cache (filled by the steady-state run)."""
     order = workload_systems("cold_compile", systems)
+    compileall.compile_dir(ROOT / "gradc", quiet=1)  # what pip does on install (an editable checkout has no .pyc)
     runs: dict[str, dict[str, list[dict]]] = {w: {s: [] for s in order} for w in ("cold_compile", "warm_start")}
     errors: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="gradc-run-cache-") as tmp:
@@ -794,7 +799,8 @@ def run_notes(rounds: int, samples: int, min_sample_s: float, startup_repeats: i
              "Training steps: the loss function is compiled (gradc.compile or torch.compile; backward() runs the "
              "compiled backward), zero_grad and the SGD step run eagerly. numpy has no training rows.",
              f"cold_compile / warm_start: wall time from spawning a fresh process to its result, imports included "
-             f"(median of {startup_repeats}); 'in-process' is the first call alone. Their ratio is to torch.compile.",
+             f"(median of {startup_repeats}; imports from bytecode, gradc's byte-compiled first as pip does); "
+             f"'in-process' is the first call alone. Their ratio is to torch.compile.",
              "Steady-state workers use each system's default compile cache (~/.cache/gradc, torch's inductor "
              "cache); compiles are untimed there (setup_s in the JSON)."]
     if quick:
