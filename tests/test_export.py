@@ -274,3 +274,45 @@ def test_compiled_functions_and_modules_export_their_python(tmp_path):
         build(out)
         (got,) = run(out, [x.numpy()], [((2, 3 if i == 0 else 4), np.float32)])
         np.testing.assert_allclose(got, eager(model if i == 0 else fn.fn, x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_index_lookups(tmp_path):
+    def fn(w, i, j):
+        return w[:, i] * 2, w[j]  # a 2-D index on dim 1 (negative entries count from the end), then dim 0
+
+    w = gradc.randn(4, 6, 3)
+    i = gradc.tensor([[0, -1], [5, 2], [-6, 3]])
+    j = gradc.tensor([3, 0, -4])
+    gradc.export(fn, (w, i, j), tmp_path)
+    build(tmp_path)
+    want = eager(fn, w, i, j)
+    got = run(tmp_path, [w.numpy(), i.numpy(), j.numpy()], [(x.shape, x.dtype) for x in want])
+    for g, x in zip(got, want):
+        np.testing.assert_array_equal(g, x)
+    (tmp_path / "in.bin").write_bytes(w.numpy().tobytes() + np.full(6, 6, np.int64).tobytes() + j.numpy().tobytes())
+    done = subprocess.run(["./model", "in.bin", "out.bin"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and "out of range" in done.stderr
+
+
+def test_char_transformer(tmp_path):
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from char_transformer import CharTransformer
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    gradc.manual_seed(0)
+    model = CharTransformer(vocab=40, context=16, dim=32, heads=4, layers=2)
+    gradc.export(model, gradc.randint(0, 40, (2, 16)), tmp_path, dynamic=True)
+    header = (tmp_path / "model.h").read_text()
+    assert "in0   int64 [batch, 16]" in header and "out0  float32 [batch, 16, 40]" in header
+    build(tmp_path)
+    model.eval()
+    for batch in (2, 5):
+        idx = gradc.randint(0, 40, (batch, 16))
+        (got,) = run(tmp_path, [idx.numpy()], [((batch, 16, 40), np.float32)])
+        np.testing.assert_allclose(got, eager(model, idx)[0], rtol=1e-5, atol=1e-5)
+    idx = idx.numpy().copy()
+    idx[1, 7] = 40
+    (tmp_path / "in.bin").write_bytes(idx.tobytes())
+    done = subprocess.run(["./model", "in.bin"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and "token id) is out of range" in done.stderr

@@ -10,7 +10,8 @@ whole call is one graph of ops with C kernels. The steps:
    Any entry stops the export with all of them listed;
 3. with `dynamic=True`, the capture gives the first argument's first dim a symbol; a
    symbolic capture can bake a size in (see `symbolic`), so captures at other batch sizes
-   must agree with it (`dynamic.signature`), else the export stops;
+   must agree with it (`dynamic.signature`), else the export stops (at batch 1 alone, the
+   C then refuses batch 1);
 4. lower (graph, simplify, portable kernels, schedule), render (`export_c`) and write.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..tensor import Tensor
 from .capture import EXTERNS, capture, op_break
 from .dynamic import signature
 from .errors import ExportError, GraphBreak
-from .export_c import PORTABLE, make_portable, render_program
+from .export_c import make_portable, portable, render_program
 from .graph import build_graph, eliminate_dead_code
 from .joint import Derivation
 from .schedule import schedule
@@ -64,8 +65,10 @@ def export(fn: Callable, example_inputs: Tensor | Sequence[Tensor], out_dir: str
         problems += [trace.located(reason) for reason in trace.breaks]
         if not problems:
             problems += _unexportable(trace)
+        min_batch = 1
         if not problems and dynamic:
-            problems += _batch_disagreements(fn, examples, trace)
+            min_batch, more = _batch_check(fn, examples, trace)
+            problems += more
         if not problems:
             graph = eliminate_dead_code(simplify(build_graph(trace)))
             problems += [f"op {op!r} has no portable C kernel" + _at(src) for op, src in make_portable(graph)]
@@ -75,7 +78,7 @@ def export(fn: Callable, example_inputs: Tensor | Sequence[Tensor], out_dir: str
         values = {vid: ref() for vid, ref in trace.externals}
         try:
             files = render_program(graph, schedule(graph), {n: values[n]._array() for n in graph.graph["externals"]},
-                                   title=title, weights_mode=weights, openmp=openmp)
+                                   title=title, weights_mode=weights, openmp=openmp, min_batch=min_batch)
         except GraphBreak as e:
             raise ExportError(f"gradc.export: cannot export {title}:\n  - {e}") from None
     out = Path(out_dir)
@@ -150,8 +153,8 @@ class _Census:
         from .capture import user_source
 
         reason = op_break(op, args, attrs, outs)
-        if reason is None and op.name in EXTERNS and op.name not in PORTABLE:
-            reason = f"op {op.name!r} has no portable C kernel (compiled code runs it with numpy)"
+        if reason is None and op.name in EXTERNS and not portable(op.name, attrs):
+            reason = f"op {op.name!r} has no portable C kernel for this call (compiled code runs it with numpy)"
         if reason is not None:
             self.found.append(reason + _at(user_source()))
 
@@ -193,10 +196,12 @@ def _unexportable(trace) -> list[str]:
     return problems
 
 
-def _batch_disagreements(fn: Callable, examples: tuple, trace) -> list[str]:
-    """The batch sizes at which a fresh capture differs from the symbolic one."""
+def _batch_check(fn: Callable, examples: tuple, trace) -> tuple[int, list[str]]:
+    """(smallest batch the symbolic graph serves, problems): a fresh capture at batch 1 and
+    at larger sizes must equal the symbolic one there. Batch 1 alone may differ (size-1
+    dims broadcast, so code may take another path there): then model_run accepts batch >= 2."""
     b = examples[0].shape[0]
-    problems = []
+    problems, smallest = [], 1
     for size in sorted({1, 2, b + 1, 2 * b + 3}):
         try:
             concrete = _capture(fn, examples, False, size)
@@ -204,7 +209,11 @@ def _batch_disagreements(fn: Callable, examples: tuple, trace) -> list[str]:
             problems.append(f"at batch {size} the function fails ({type(e).__name__}: {e}): export with "
                             f"dynamic=False")
             continue
-        if signature(concrete, Derivation()) != signature(trace, Derivation(), (size,)):
+        if signature(concrete, Derivation()) == signature(trace, Derivation(), (size,)):
+            continue
+        if size == 1:
+            smallest = 2
+        else:
             problems.append(f"at batch {size} the function runs a different graph than at batch {b} (a size "
                             f"computed outside gradc's ops, or a branch on it): export with dynamic=False")
-    return problems
+    return smallest, problems

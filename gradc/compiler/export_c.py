@@ -23,6 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._version import __version__
+from ..ops.indexing import INDEX_SLOT
 from .cexpr import ctype
 from .render import (
     _environment,
@@ -38,12 +39,28 @@ from .render import _kernel as c_kernel
 from .schedule import Kernel, Plan
 from .symbolic import Sym, evaluate
 
-PORTABLE = frozenset({"matmul", "argmax", "argmin"})  # extern ops with a portable C kernel
+
+def _single_index(attrs: dict) -> bool:
+    """`x[..., idx, ...]` with one integer tensor among full slices (embedding, index_select)."""
+    template = attrs.get("template", ())
+    full = slice(None)
+    return sum(k is INDEX_SLOT for k in template) == 1 and all(
+        k is INDEX_SLOT or (isinstance(k, slice) and k == full) for k in template)
+
+
+# Extern ops with a portable C kernel, and which calls of them it covers.
+PORTABLE = {"matmul": lambda attrs: True, "argmax": lambda attrs: True, "argmin": lambda attrs: True,
+            "index": _single_index}
 WEIGHTS_MAGIC = b"GRADCW1\0"
 WEIGHTS_HEADER = struct.Struct("<8sIIQQ")  # magic, byte-order mark, format version, payload bytes, tensors
 ALIGN = 64  # every weight and workspace region starts on a 64-byte boundary
 _PRAGMA = re.compile(r"(?m)^[ \t]*#pragma omp[^\n]*\n")
 _SYMBOL = re.compile(r"\bs0\b")
+
+
+def portable(op: str, attrs: dict) -> bool:
+    """Whether a call of extern op `op` with these attrs has a portable kernel."""
+    return op in PORTABLE and PORTABLE[op](attrs)
 
 
 def make_portable(g: nx.DiGraph) -> list[tuple]:
@@ -52,7 +69,7 @@ def make_portable(g: nx.DiGraph) -> list[tuple]:
     missing = []
     for _, d in g.nodes(data=True):
         if d["kind"] == "extern":
-            if d["op"] in PORTABLE:
+            if portable(d["op"], d["attrs"]):
                 d["kind"] = "template"
             else:
                 missing.append((d["op"], d.get("source")))
@@ -96,7 +113,24 @@ def _argmax_context(g: nx.DiGraph, plan: Plan, d: dict) -> dict:
                 summary=f"{d['op']} of {list(g.nodes[x]['shape'])} over dim {dim}"), [x]
 
 
-_CONTEXTS = {"matmul": _matmul_context, "argmax": _argmax_context, "argmin": _argmax_context}
+def _index_context(g: nx.DiGraph, plan: Plan, d: dict) -> dict:
+    (_, x), (_, idx) = d["args"]
+    _, base, strides = buffer_geometry(g, plan, x)
+    _, idx_base, idx_strides = buffer_geometry(g, plan, idx)
+    shape, idx_shape = tuple(g.nodes[x]["shape"]), tuple(g.nodes[idx]["shape"])
+    pos = d["attrs"]["template"].index(INDEX_SLOT)
+    dims = [{"size": n, "stride": s} for n, s in zip(shape, strides)]
+    pre, post = dims[:pos], dims[pos + 1:]
+    return dict(pre=pre, post=post, pre_count=math.prod(e["size"] for e in pre), base=base,
+                post_count=math.prod(e["size"] for e in post), rows=shape[pos], row_stride=strides[pos],
+                idx=[{"size": n, "stride": s} for n, s in zip(idx_shape, idx_strides)],
+                idx_count=math.prod(idx_shape), idx_base=idx_base,
+                summary=f"index {list(shape)} by an index of shape {list(idx_shape)} on dim {pos}"), [x, idx]
+
+
+_CONTEXTS = {"matmul": _matmul_context, "argmax": _argmax_context, "argmin": _argmax_context,
+             "index": _index_context}
+_CHECKED = frozenset({"index"})  # kernels that report an out-of-range index through `bad`
 
 
 def _portable_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
@@ -105,7 +139,7 @@ def _portable_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
     d = g.nodes[n]
     context, operands = _CONTEXTS[d["op"]](g, plan, d)
     t = ctype(d["dtype"])
-    names = ["a", "b"] if len(operands) == 2 else ["x"]
+    names = {"matmul": ["a", "b"], "index": ["x", "ix"]}.get(d["op"], ["x"])
     params = [f"const {ctype(g.nodes[o]['dtype'])} *restrict {name}" for o, name in zip(operands, names)]
     arguments = [f"(const {ctype(g.nodes[o]['dtype'])} *)buf[{buffer_geometry(g, plan, o)[0]}]" for o in operands]
     params.append(f"{t} *restrict out")
@@ -114,6 +148,9 @@ def _portable_kernel(g: nx.DiGraph, plan: Plan, k: Kernel) -> dict:
         t=t, **context)
     lines = ["    " + line if line else line for line in body.rstrip("\n").split("\n")]
     _with_sizes(params, arguments, lines)
+    if d["op"] in _CHECKED:
+        params.append("int *restrict bad")
+        arguments.append("&bad")
     source = _environment().get_template("kernel.c.j2").render(
         name=k.name, summary=context["summary"], comments=[f"node {n}: {d['op']}{_where(d)}"], params=params,
         body=lines)
@@ -186,9 +223,10 @@ def _operand(g: nx.DiGraph, n: int, name: str, label: str) -> Operand:
 
 
 def render_program(g: nx.DiGraph, plan: Plan, weights: dict[int, np.ndarray], *, title: str,
-                   weights_mode: str = "embed", openmp: bool = False) -> dict[str, bytes]:
+                   weights_mode: str = "embed", openmp: bool = False, min_batch: int = 1) -> dict[str, bytes]:
     """The exported files (name -> bytes) for an inference graph already made portable
-    (`make_portable`) and scheduled; `weights` maps each external input node to its array."""
+    (`make_portable`) and scheduled; `weights` maps each external input node to its array;
+    a dynamic graph serves batch sizes from `min_batch` up."""
     dynamic = bool(g.graph["symbols"])
     kernels: list[str] = []
     calls = kernel_calls(g, plan, plan.kernels, {}, kernels, write=_write)
@@ -213,10 +251,12 @@ def render_program(g: nx.DiGraph, plan: Plan, weights: dict[int, np.ndarray], *,
         else:  # an input, a weight or a repeated result: copied once the kernels ran
             copies.append(f"memcpy({op.name}, buf[{slot_of[n]}], (size_t)({op.numel}) * sizeof({op.ctype}));")
     uses_sz = any(re.search(r"\bsz\b", c) for c in calls)
+    checked = any("&bad" in c for c in calls)
     context = dict(
-        version=__version__, title=sanitize(title), dynamic=dynamic, inputs=inputs, outputs=outputs,
-        file_weights=bool(layout), weights_bytes=len(payload), n_weights=len(layout),
+        version=__version__, title=sanitize(title), dynamic=dynamic, min_batch=min_batch, inputs=inputs,
+        outputs=outputs, file_weights=bool(layout), weights_bytes=len(payload), n_weights=len(layout),
         n_buffers=len(plan.buffers), body=body, regions=regions, calls=calls, copies=copies, uses_sz=uses_sz,
+        checked=checked,
         kernels=kernels, tables=tables, layout=layout, openmp=openmp, header=module_header(g, plan),
         runtime=(resource_dir("gradc.runtime", "runtime") / "gradc_runtime.h").read_text(),
         n_nodes=g.number_of_nodes(), magic=WEIGHTS_MAGIC[:7].decode(), align=ALIGN)
