@@ -53,6 +53,7 @@ PORTABLE = {"matmul": lambda attrs: True, "argmax": lambda attrs: True, "argmin"
             "index": _single_index}
 WEIGHTS_MAGIC = b"GRADCW1\0"
 WEIGHTS_HEADER = struct.Struct("<8sIIQQ")  # magic, byte-order mark, format version, payload bytes, tensors
+MATMUL_TILE = 256  # columns of a matmul row accumulated at once (a 2 KiB array of doubles)
 ALIGN = 64  # every weight and workspace region starts on a 64-byte boundary
 _PRAGMA = re.compile(r"(?m)^[ \t]*#pragma omp[^\n]*\n")
 _SYMBOL = re.compile(r"\bs0\b")
@@ -93,7 +94,8 @@ def _matmul_context(g: nx.DiGraph, plan: Plan, d: dict) -> dict:
     dims = [{"size": s, "a": x, "b": y} for s, x, y in zip(batch_shape, ab, bb) if isinstance(s, Sym) or s != 1]
     floating = d["dtype"].is_floating_point
     return dict(batch=math.prod(batch_shape), dims=dims, a_base=a_base, b_base=b_base, m=m, n=n, k=k,
-                am=a_st[-2], ak=a_st[-1], bk=b_st[-2], bn=b_st[-1],
+                am=a_st[-2], ak=a_st[-1], bk=b_st[-2], bn=b_st[-1], tile=MATMUL_TILE,
+                rows_of_b=not isinstance(b_st[-1], Sym) and b_st[-1] == 1,
                 acc="double" if floating else ctype(d["dtype"]),
                 summary=f"matmul {list(g.nodes[a]['shape'])} x {list(g.nodes[b]['shape'])}"), [a, b]
 
