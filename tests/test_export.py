@@ -316,3 +316,17 @@ def test_char_transformer(tmp_path):
     (tmp_path / "in.bin").write_bytes(idx.tobytes())
     done = subprocess.run(["./model", "in.bin"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 1 and "token id) is out of range" in done.stderr
+
+
+def test_cli_export_reports_what_cannot_be_exported(tmp_path):
+    script = tmp_path / "net.py"
+    script.write_text("def f(x):\n    return x.cumsum(0).flip(0)\n")
+    out = tmp_path / "c"
+    done = subprocess.run([sys.executable, "-m", "gradc", "export", f"{script}:f", "--example", "randn(3,4)",
+                           "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 1 and not out.exists()
+    assert "gradc export: cannot export function f:" in done.stderr
+    assert "'cumsum'" in done.stderr and "'flip'" in done.stderr and "net.py:2" in done.stderr
+    bad = subprocess.run([sys.executable, "-m", "gradc", "export", f"{script}:f", "--example", "[1, 2]",
+                          "-o", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "not a tensor" in bad.stderr
