@@ -473,9 +473,12 @@ class Tensor:
 
     @property
     def mT(self) -> Tensor:
-        if self.ndim < 2:
+        ndim = len(self._shape)
+        if ndim == 2:  # a linear layer's weight, forward and backward: the permutation directly
+            return ops.permute(self, (1, 0))
+        if ndim < 2:
             raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got "
-                               f"{self.ndim}-D tensor.")
+                               f"{ndim}-D tensor.")
         return ops.transpose(self, -2, -1)
 
     def t(self) -> Tensor:

@@ -136,8 +136,31 @@ GRADC_FN float gradc_expf(float x)
     float s2 = gradc_bits_to_float((uint32_t)(ni - half + 127) << 23);
     float y = p * s1 * s2;
     y = x > 88.7228394f ? INFINITY : y;
-    y = x < -103.972076f ? 0.0f : y;
-    return x != x ? x : y;
+    return x < -103.972076f ? 0.0f : y; /* a NaN x passes through as NaN (every comparison is false) */
+}
+
+/* gradc_expf for x <= 0 (softmax's x - max), -inf and NaN, bit for bit, in fewer
+ * instructions: nothing can overflow, a NaN passes through the arithmetic on its
+ * own, and since n >= -150, p * 2^(n+64) is an exact normal number, so one rounding
+ * multiplication by 2^-64 gives what gradc_expf's two factors give. */
+GRADC_FN float gradc_expf_nonpositive(float x)
+{
+    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    const float round_magic = 12582912.0f;
+    const float two_m64 = 5.42101086e-20f; /* 2^-64 */
+    float xc = x < -104.0f ? -104.0f : x;
+    float shifted = xc * log2e + round_magic;
+    float n = shifted - round_magic;
+    int32_t ni = (int32_t)(gradc_float_to_bits(shifted) - gradc_float_to_bits(round_magic));
+    float r = (xc - n * ln2_hi) - n * ln2_lo;
+    float q = 0.00137513888f;
+    q = q * r + 0.00836892147f;
+    q = q * r + 0.0416695327f;
+    q = q * r + 0.166665182f;
+    q = q * r + 0.499999881f;
+    float p = 1.0f + (r + r * r * q);
+    float y = p * gradc_bits_to_float((uint32_t)(ni + 64 + 127) << 23) * two_m64;
+    return x < -103.972076f ? 0.0f : y;
 }
 
 /* tanh(x) = sign(x) * (1 - e) / (1 + e) with e = exp(-2|x|); below |x| = 0.625 that
@@ -146,7 +169,7 @@ GRADC_FN float gradc_expf(float x)
 GRADC_FN float gradc_tanhf(float x)
 {
     float a = fabsf(x);
-    float e = gradc_expf(-2.0f * a);
+    float e = gradc_expf_nonpositive(-2.0f * a);
     float big = (1.0f - e) / (1.0f + e);
     float s = x * x;
     float q = 0.00214899099f;
@@ -170,7 +193,7 @@ GRADC_FN double gradc_sigmoid(double x)
 
 GRADC_FN float gradc_sigmoidf(float x)
 {
-    float e = gradc_expf(-fabsf(x));
+    float e = gradc_expf_nonpositive(-fabsf(x));
     float num = x >= 0.0f ? 1.0f : e;
     return num / (1.0f + e);
 }
@@ -198,7 +221,7 @@ GRADC_FN float gradc_erff(float x)
     poly = poly * t + (float)1.421413741;
     poly = poly * t + (float)-0.284496736;
     poly = poly * t + (float)0.254829592;
-    const float big = 1.0f - poly * t * gradc_expf(-z * z);
+    const float big = 1.0f - poly * t * gradc_expf_nonpositive(-z * z);
     const float r = z < 0.5f ? small : big;
     return gradc_bits_to_float(gradc_float_to_bits(r) | (gradc_float_to_bits(x) & 0x80000000u));
 }

@@ -122,51 +122,78 @@ def run_backward(roots, grad_roots, *, retain_graph: bool, create_graph: bool,
         if deps.get(node, 0) == 0:
             heapq.heappush(ready, (-node.sequence_nr, id(node), node))
 
+    run = _Run(buffers, deps, ready, needed, targets if inputs is not None else (), capture, captured,
+               accumulate, retain_graph, create_graph)
     prev_mode = is_grad_enabled()
     _set(create_graph)
     try:
         while ready:
-            _, _, node = heapq.heappop(ready)
-            grads = buffers.pop(node)
-            if needed is not None and node not in needed:
-                out = (None,) * len(node.next_functions)
-                if node in targets:  # autograd.grad: capture without running it, as PyTorch
-                    grads = _run_pre_hooks(node, grads, tensor_hooks_only=True)
-                    for nr, g in enumerate(grads):
-                        for i in capture.get((node, nr), ()):
-                            captured[i] = g
-            else:
-                grads = _run_pre_hooks(node, grads)
-                for nr, g in enumerate(grads):
-                    for i in capture.get((node, nr), ()):
-                        captured[i] = g
-                out = _execute(node, grads, accumulate, capture, create_graph)
-                if not retain_graph:
-                    node.release_variables()
-            for (nxt, nr), g in zip(node.next_functions, out):
-                if nxt is None:
-                    continue
-                if g is not None:
-                    buf = buffers.setdefault(nxt, [None] * nxt.num_outputs)
-                    buf[nr] = g if buf[nr] is None else buf[nr] + g
-                else:
-                    buffers.setdefault(nxt, [None] * nxt.num_outputs)
-                deps[nxt] -= 1
-                if deps[nxt] == 0:
-                    heapq.heappush(ready, (-nxt.sequence_nr, id(nxt), nxt))
+            _run_node(heapq.heappop(ready)[2], run)
     finally:
         _set(prev_mode)
     return captured if inputs is not None else None
 
 
+class _Run:
+    """The state of one backward pass that every node's step reads."""
+
+    __slots__ = ("buffers", "deps", "ready", "needed", "targets", "capture", "captured", "accumulate",
+                 "retain_graph", "create_graph")
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+
+def _run_node(node, run: _Run) -> None:
+    """Run one ready node and hand its gradients on. A function of its own so that no
+    gradient stays in a local of the engine's loop: a leaf's accumulation then knows
+    whether the engine holds the only reference to its gradient (AccumulateGrad.accumulate)."""
+    grads = run.buffers.pop(node)
+    capture = run.capture
+    if run.needed is not None and node not in run.needed:
+        out = (None,) * len(node.next_functions)
+        if node in run.targets:  # autograd.grad: capture without running it, as PyTorch
+            grads = _run_pre_hooks(node, grads, tensor_hooks_only=True)
+            _capture(node, grads, capture, run.captured)
+    else:
+        if node._tensor_hooks or node._retain_grad or node._pre_hooks:
+            grads = _run_pre_hooks(node, grads)
+        if capture:
+            _capture(node, grads, capture, run.captured)
+        out = _execute(node, grads, run.accumulate, capture, run.create_graph)
+        if not run.retain_graph:
+            node.release_variables()
+    buffers, deps = run.buffers, run.deps
+    for (nxt, nr), g in zip(node.next_functions, out):
+        if nxt is None:
+            continue
+        if g is not None:
+            buf = buffers.setdefault(nxt, [None] * nxt.num_outputs)
+            buf[nr] = g if buf[nr] is None else buf[nr] + g
+        else:
+            buffers.setdefault(nxt, [None] * nxt.num_outputs)
+        deps[nxt] -= 1
+        if deps[nxt] == 0:
+            heapq.heappush(run.ready, (-nxt.sequence_nr, id(nxt), nxt))
+
+
+def _capture(node, grads: list, capture: dict, captured: list) -> None:
+    for nr, g in enumerate(grads):
+        for i in capture.get((node, nr), ()):
+            captured[i] = g
+
+
 def _execute(node, grads: list, accumulate: bool, capture: dict, create_graph: bool) -> tuple:
     if isinstance(node, AccumulateGrad):
         if grads[0] is not None and accumulate and (not capture or (node, 0) in capture):
-            node.accumulate(grads[0], create_graph)
-        for hook in list((node._hooks or {}).values()):  # as PyTorch: no grad_inputs
-            hook((), tuple(grads))
+            # without post hooks (which read `grads`), the engine's reference goes along
+            node.accumulate(grads[0] if node._hooks else grads.pop(), create_graph)
+        if node._hooks:
+            for hook in list(node._hooks.values()):  # as PyTorch: no grad_inputs
+                hook((), tuple(grads))
         return ()
-    if all(g is None for g in grads):
+    if grads[0] is None and all(g is None for g in grads):
         return (None,) * len(node.next_functions)
     global running
     outer, running = running, node
@@ -174,8 +201,9 @@ def _execute(node, grads: list, accumulate: bool, capture: dict, create_graph: b
         grad_inputs = node.apply(*grads)
     finally:
         running = outer
-    for hook in list((node._hooks or {}).values()):
-        new = hook(tuple(grad_inputs), tuple(grads))
-        if new is not None:
-            grad_inputs = tuple(new)
+    if node._hooks:
+        for hook in list(node._hooks.values()):
+            new = hook(tuple(grad_inputs), tuple(grads))
+            if new is not None:
+                grad_inputs = tuple(new)
     return grad_inputs

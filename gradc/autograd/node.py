@@ -9,8 +9,13 @@ table; custom `autograd.Function`s get a `<Name>Backward` class from their metac
 from __future__ import annotations
 
 import itertools
+import sys
 import weakref
 from collections import OrderedDict
+
+import numpy as np
+
+from ..size import contiguous_strides
 
 _sequence = itertools.count()
 
@@ -119,9 +124,15 @@ class AccumulateGrad(Node):
         self.variable = variable
 
     def accumulate(self, grad, create_graph: bool) -> None:
+        """Add `grad` into `.grad`. A first gradient becomes `.grad` without a copy when the
+        engine passed its only reference and nothing else reaches its memory (`_stealable`),
+        as PyTorch steals it; otherwise `.grad` is a copy: `grad` may be the caller's, a
+        hook's, or shared with another leaf."""
         var = self.variable
         if var.grad is None:
-            # always a new tensor: `grad` may be the caller's, or shared with another leaf
+            if not create_graph and _stealable(grad, var):
+                var.grad = _as_gradient(grad)
+                return
             var.grad = grad.clone() if create_graph else grad.detach().clone()
         elif create_graph:
             var.grad = var.grad + grad
@@ -130,6 +141,87 @@ class AccumulateGrad(Node):
 
             with no_grad():
                 var.grad.add_(grad)
+
+
+def _refs(obj) -> int:
+    """The references to `obj` besides the ones this call makes."""
+    return sys.getrefcount(obj) - _CALL_REFS
+
+
+_CALL_REFS = 0
+_CALL_REFS = _refs(object())  # a temporary: only the call refers to it
+
+
+def _refcounts_exact() -> bool:
+    """Whether `_refs` counts exactly the holders of an object (a local and a list here);
+    an interpreter that skips counting some references disables stealing."""
+    probe = object()
+    held = [probe]
+    return _refs(probe) == 2 and _refs(held) == 1
+
+
+_STEAL = _refcounts_exact()
+
+
+_TENSOR = None
+
+
+def _tensor_type() -> type:
+    """gradc.Tensor, imported on first use (importing gradc.tensor imports this module)."""
+    global _TENSOR
+    if _TENSOR is None:
+        from ..tensor import Tensor
+
+        _TENSOR = Tensor
+    return _TENSOR
+
+
+def _stealable(grad, var) -> bool:
+    """Whether `grad`, which only `accumulate`'s argument holds, may become `var.grad` as it
+    is: a contiguous tensor of var's shape, dtype and device without history, alone on a
+    storage whose memory is a numpy array of exactly its elements that no other tensor,
+    array or object reaches. Every reference is counted: the tensor's (accumulate's argument
+    and this one), its view base's (grad._base and the local), the storage's (the tensors'
+    `_storage` and the local) and the array's (the storage, the tensors' cached `_arr` and
+    the local). A user's tensor, a hook's copy, a saved tensor or a numpy view adds one."""
+    if not _STEAL or type(grad) is not _tensor_type() or _refs(grad) != 2:
+        return False
+    if (grad._requires_grad or grad.grad_fn is not None or grad._offset != 0 or grad._shape != var._shape
+            or (grad._stride is not None and grad._stride != contiguous_strides(grad._shape))):
+        return False
+    storage = grad._storage
+    if storage.dtype is not var._storage.dtype or storage.device != var._storage.device:
+        return False
+    base = grad._base
+    if base is not None and (_refs(base) != 2 or base._base is not None or base._storage is not storage):
+        return False
+    owner = storage._whole
+    if storage._data is not None or type(owner) is not np.ndarray or owner.base is not None:
+        return False
+    if owner.size != grad._shape.numel() or not owner.flags.c_contiguous:
+        return False
+    tensors = (grad,) if base is None else (grad, base)
+    if _refs(storage) != len(tensors) + 1:
+        return False
+    cached = 0
+    for t in tensors:
+        if t._arr is owner:
+            cached += 1
+        elif t._arr is not None:
+            return False
+    return _refs(owner) == cached + 2
+
+
+def _as_gradient(grad):
+    """The `.grad` made of a stolen gradient: the tensor itself when it has no attributes of
+    its own (a kernel's fresh result), else a new tensor over its storage (a view's base is
+    dropped: the storage holds exactly the gradient's elements)."""
+    if not grad.__dict__:
+        return grad
+    t = type(grad)._new(grad._storage, 0, grad._shape, None)
+    owner = grad._storage._whole
+    t._arr = owner if owner.shape == grad._shape else None
+    return t
 
 
 def accumulator(t) -> AccumulateGrad:
@@ -285,23 +377,25 @@ class OpNode(Node):
             self._released = True
 
     def apply(self, *grads):
-        from .. import ops
-
         if self.num_outputs > 1 and any(g is None for g in grads):
+            from .. import ops
+
             grads = tuple(ops.zeros(s, dtype=d, device=dv) if g is None else g
                           for g, (s, d, dv) in zip(grads, self._out_meta))
         result = self.op.backward(self, *grads)
         if not isinstance(result, tuple):
             result = (result,)
         out = []
-        for g, meta, need in zip(result, self._input_meta, self.needs_input_grad):
-            if g is None or not need:
+        for g, meta, (node, _) in zip(result, self._input_meta, self.next_functions):
+            if g is None or node is None:
                 out.append(None)
                 continue
             shape, dtype = meta
-            if g.shape != shape:
-                g = ops.sum_to(g, shape)
-            if g.dtype is not dtype:
+            if g._shape != shape:
+                from ..ops import sum_to
+
+                g = sum_to(g, shape)
+            if g._storage.dtype is not dtype:
                 g = g.to(dtype)
             out.append(g)
         return tuple(out)

@@ -14,6 +14,15 @@ Sizes: a new shape recompiles, unless a dynamic entry (symbolic sizes, see `dyna
 matches it: with `dynamic=True` the first compile makes every dim symbolic; otherwise a
 dim becomes symbolic when a second size of it is seen. A dynamic entry serves a new size
 after one eager check capture at that size agrees with its symbolic trace.
+
+Fast path: a hit on a key with a single entry that is an inference module of one C
+segment (no captured parameters or modules to re-check, nothing written in place, no
+seeds or dynamic sizes) is remembered with a check of that key that builds no key
+(`guards.key_check`) and the module's `runner`; the next call with positional
+arguments that pass the check runs it directly. It skips only work whose outcome the
+check already implies (the key's hash and lookup, the device test, the entry's other
+guards, the buffer dicts); the environment switches are still read at each call. A
+compile, the recompile limit and a toolchain failure drop it.
 """
 from __future__ import annotations
 
@@ -39,7 +48,7 @@ from .dump import GraphRecord
 from .dynamic import all_dims, changed_dims, pattern, signature
 from .errors import BuildError, GraphBreak, GraphBreakError
 from .graph import build_graph, eliminate_dead_code
-from .guards import guard_key, tensor_meta
+from .guards import guard_key, key_check, tensor_meta
 from .history import History
 from .joint import Derivation, derive, split
 from .render import entry_points, render, sanitize
@@ -71,6 +80,7 @@ class Entry:
     dims: frozenset = frozenset()  # (argument position, dim) compiled with symbolic sizes
     pattern: tuple | None = None  # the guard-key pattern a dynamic entry may serve
     symbolic: tuple | None = None  # (trace, derivation) of a dynamic entry, for its checks
+    fast: tuple | None = None  # (key, key check, runner) for the fast path, () if it cannot take it
 
     @property
     def compiled(self) -> bool:
@@ -86,6 +96,7 @@ class CompiledFunction:
         self.entries: dict[tuple, list[Entry]] = {}  # guard key -> entries told apart by `_guards_hold`
         self.dynamic_entries: list[Entry] = []
         self.disabled = ""  # set after a toolchain failure or the recompile limit
+        self.fast: tuple | None = None  # (key check, runner, single) of the last hit that allows it
         functools.update_wrapper(self, fn)
         self.history = History(self)  # what `gradc explain SCRIPT.py` reports
 
@@ -95,6 +106,13 @@ class CompiledFunction:
         return self.mode == "check" or env("GRADC_MODE") == "check"
 
     def __call__(self, *args, **kwargs):
+        fast = self.fast
+        if fast is not None and not kwargs and not env_flag("GRADC_EAGER") and env("GRADC_MODE") != "check":
+            tensors = fast[0](args)
+            if tensors is not None:
+                bump("memory_hits", self.__qualname__)
+                result = fast[1](tensors)
+                return result[0] if fast[2] else result
         if self.mode == "eager" or self.backend == "eager" or env_flag("GRADC_EAGER"):
             return self.fn(*args, **kwargs)
         if self.disabled:
@@ -118,6 +136,8 @@ class CompiledFunction:
                 self.history.bump("fallbacks", entry.eager)
                 return self.fn(*args, **kwargs)
             bump("memory_hits", self.__qualname__)
+            if len(candidates) == 1 and not self.checking:
+                self._remember(key, entry)
             return self._run(entry, tensors, args, kwargs)
         if candidates:  # entries whose parameters or modules died can never match again
             candidates[:] = [e for e in candidates if _alive(e)]
@@ -127,6 +147,21 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         return self._compile(key, tensors, args, kwargs)
 
+    def _remember(self, key: tuple, entry: Entry) -> None:
+        """Make `entry` the fast path's when nothing beyond `key` guards it (see the module
+        docstring). Its check and runner are built on its first hit and kept, so calls
+        alternating between keys only swap them."""
+        if entry.fast is None or (entry.fast and entry.fast[0] != key):
+            entry.fast = ()
+            if (isinstance(entry.module, Module) and not (entry.externals or entry.modules or entry.mutates)
+                    and self.mode == "default" and self.backend in ("auto", "c")):
+                check = key_check(key)
+                run = entry.module.runner(entry.inputs, entry.n_results) if check is not None else None
+                if run is not None:
+                    entry.fast = (key, check, run)
+        if entry.fast:
+            self.fast = (entry.fast[1], entry.fast[2], entry.single)
+
     def _at_limit(self) -> bool:
         """Whether `config.recompile_limit` entries exist (a dynamic entry counts once, however
         many sizes it serves): a call no entry serves then runs eagerly, so does every later one."""
@@ -134,6 +169,7 @@ class CompiledFunction:
 
     def _stop_compiling(self, stacklevel: int) -> None:
         """Run eagerly from now on, with one warning (`stacklevel` points at the user's call)."""
+        self.fast = None
         self.disabled = f"recompile limit ({config.recompile_limit}) reached for {self.__qualname__}"
         warnings.warn(f"gradc.compile: {self.disabled}; running eagerly from now on", stacklevel=stacklevel)
         self.history.bump("fallbacks", self.disabled)
@@ -192,6 +228,7 @@ class CompiledFunction:
         On a graph break or toolchain failure the capture run's eager results are returned
         (with their eager autograd graph, so gradients stay exact). A call a dynamic entry
         serves after its check capture returns that capture's (eager) results."""
+        self.fast = None
         device = next((t.device for t in tensors if t.device.type == "cuda"), None)
         if self.backend == "cuda" and device is None:
             if config.cuda_toolchain is None:

@@ -1,7 +1,7 @@
 """Compile generated C into a shared library and load it with cffi (ABI mode).
 
 `$CC` (default `cc`) builds with `-O2 -shared -fPIC -fwrapv -fopenmp -fno-trapping-math
--fno-math-errno` plus `$GRADC_CFLAGS`; -fwrapv makes signed overflow wrap as numpy's
+-fno-math-errno` (and the host and gcc flags below) plus `$GRADC_CFLAGS`; -fwrapv makes signed overflow wrap as numpy's
 integers do, -fno-trapping-math (results unchanged: it only gives up floating-point
 exception flags, which nothing reads) lets gcc turn the runtime's selects into vector
 blends, so `#pragma omp simd` loops calling them vectorise, and -fno-math-errno (errno is
@@ -13,6 +13,15 @@ On x86-64 the code is built for the host CPU (`-march=native`: AVX2 doubles the 
 every vector loop, and the machine-dependent part is in the cache key, see
 `host_identity`); `-ffp-contract=off` keeps a*b+c two rounded operations as numpy
 computes them, never a fused multiply-add.
+
+With gcc, loops of up to 1000 instructions are unrolled twice and scheduled before
+register allocation (`GCC_FLAGS`): a long pointwise chain (exp, tanh, tanh, exp of each
+8-float vector) is one chain of dependent instructions longer than what the CPU keeps in
+flight, so consecutive vectors barely overlap; two interleaved vectors per iteration do
+(the 1024-float small-call kernel: 8.5 -> 5.7 us; softmax, layer norm and GELU over 4M
+floats unchanged within noise). gcc takes up to half as long again (0.44 -> 0.68 s on the
+transformer block's backward, +0.02 s on a small function); other compilers, which may
+not know these flags, do without.
 
 Before the first library loads (and with it libgomp), OMP_WAIT_POLICY defaults to
 PASSIVE: with gomp's default, its worker threads spin for a while after each parallel
@@ -38,6 +47,8 @@ from .render import resource_dir
 BASE_FLAGS = ("-O2", "-shared", "-fPIC", "-fwrapv", "-fopenmp", "-fno-trapping-math", "-fno-math-errno",
               "-ffp-contract=off", "-std=gnu11")
 HOST_FLAGS = ("-march=native",) if platform.machine() in ("x86_64", "AMD64") else ()
+GCC_FLAGS = ("-funroll-loops", "--param=max-unroll-times=2", "--param=max-unrolled-insns=1000",
+             "--param=max-average-unrolled-insns=1000", "-fschedule-insns", "-fsched-pressure")
 _identities: dict[tuple, str] = {}
 
 
@@ -46,7 +57,17 @@ def compiler() -> list[str]:
 
 
 def flags() -> list[str]:
-    return [*BASE_FLAGS, *HOST_FLAGS, *shlex.split(os.environ.get("GRADC_CFLAGS", ""))]
+    return [*BASE_FLAGS, *HOST_FLAGS, *(GCC_FLAGS if _is_gcc() else ()),
+            *shlex.split(os.environ.get("GRADC_CFLAGS", ""))]
+
+
+def _is_gcc() -> bool:
+    """Whether `$CC` is gcc (its --version names the FSF); False when it cannot run,
+    which the build then reports."""
+    try:
+        return "Free Software Foundation" in compiler_identity()
+    except BuildError:
+        return False
 
 
 def host_identity() -> str:
@@ -139,3 +160,8 @@ class Library:
 
     def run(self, index: int, table, sizes) -> None:
         self._entries[index](table, sizes)
+
+    def entry(self, index: int):
+        """Entry point `index` itself, for a caller that calls it directly (one attribute
+        lookup less per call); its table may be a list of what `address` returns."""
+        return self._entries[index]

@@ -16,7 +16,7 @@ holds.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..tensor import Tensor
@@ -45,6 +45,65 @@ def guard_key(args: tuple, kwargs: dict) -> tuple[tuple, list]:
         else:
             raise TypeError(f"argument of type {type(a).__name__} is not guarded yet")
     return tuple(parts), tensors
+
+
+def key_check(key: tuple) -> Callable[[tuple], list | None] | None:
+    """For a key of positional arguments only: a function of a call's positional
+    arguments that returns what `guard_key(args, {})` returns as tensors when its key
+    equals `key`, and None otherwise, without building the key (a compiled function's
+    fast path checks its last key this way). None for a key with keyword arguments.
+
+    Equal keys mean: the same grad mode and number of arguments; at each tensor position
+    a Tensor with equal `tensor_meta`, the same object as the tensor at its recorded first
+    position, or, at a first position, none of the earlier tensors; at every other
+    position an equal (type, value)."""
+    grad, names, parts = key[0], key[1], key[2:]
+    if names:
+        return None
+    count = len(parts)
+    tensor_parts, scalar_parts, firsts = [], [], []
+    for i, part in enumerate(parts):
+        if part[0] == "T":
+            first = part[1]
+            tensor_parts.append((i, part[2:], first, tuple(firsts) if first == i else None))
+            if first == i:
+                firsts.append(i)
+        else:
+            scalar_parts.append((i, part))
+    if len(tensor_parts) == 1 and not scalar_parts:
+        (position, meta, _, _), = tensor_parts
+
+        def check_one(args: tuple) -> list | None:
+            if len(args) != count or is_grad_enabled() != grad:
+                return None
+            a = args[position]
+            return [a] if isinstance(a, Tensor) and tensor_meta(a) == meta else None
+
+        return check_one
+
+    def check(args: tuple) -> list | None:
+        if len(args) != count or is_grad_enabled() != grad:
+            return None
+        for i, part in scalar_parts:
+            a = args[i]
+            if (type(a), a) != part:
+                return None
+        tensors = []
+        for i, meta, first, earlier in tensor_parts:
+            a = args[i]
+            if not isinstance(a, Tensor) or tensor_meta(a) != meta:
+                return None
+            if earlier is None:
+                if a is not args[first]:
+                    return None
+            else:
+                for j in earlier:
+                    if a is args[j]:
+                        return None
+                tensors.append(a)
+        return tensors
+
+    return check
 
 
 def recompile_reason(entries: dict, key: tuple, owner=None) -> str:

@@ -34,6 +34,8 @@ from .symbolic import Sym, same
 PARALLEL_MIN_ELEMENTS = 1 << 16
 ROW_TILE = 1024  # accumulators per row tile of a reduction over leading dims (8 KiB of doubles)
 PARALLEL_TILES, MIN_TILE = 4, 64  # a parallel one splits its row into at least 4 tiles of >= 64
+SUM_BLOCK = 128  # softmax sums this many terms per lane-wise block before adding it in double
+ROW_CHUNK_ELEMENTS, MIN_ROW_CHUNKS = 1 << 14, 32  # a softmax chunk: ~16K elements' rows, but >= 32 chunks
 _GROUPS = ("outer", "inner", "row")  # loop groups, outermost first
 _SYMBOL = re.compile(r"\bs(\d+)\b")
 _UNSAFE = re.compile(r"[^\x20-\x7e]|\*/|/\*|\?\?")
@@ -134,8 +136,9 @@ def _rows_context(g: nx.DiGraph, d: dict, operand: int, strides: list) -> tuple[
     floats = work.name == "float32"
     context = dict(rows=after, length=shape[dim] if shape else 1, outer=outer[::-1],
                    xl=strides[dim] if shape else 0, yl=out_strides[dim] if shape else 0,
-                   log=d["op"] == "log_softmax", exp="gradc_expf" if floats else "exp",
-                   log_fn="logf" if floats else "log")
+                   log=d["op"] == "log_softmax", exp="gradc_expf_nonpositive" if floats else "exp",
+                   log_fn="logf" if floats else "log", block=SUM_BLOCK, chunk_elements=ROW_CHUNK_ELEMENTS,
+                   min_chunks=MIN_ROW_CHUNKS)
     return context, f"{d['op']} over shape {list(shape)}, rows along dim {dim}"
 
 

@@ -7,9 +7,15 @@ depends on the order buffers got slots. Seed inputs (dropout) are drawn from gra
 global generator on every call, in capture order, so the generator advances as in
 eager; after the steps, values written in place into inputs (batch-norm running
 statistics) are copied into those tensors.
+
+A module that is one C segment and nothing else (no extern steps, seeds, dynamic sizes
+or writes into its inputs), the common case of a small function, also offers `runner`:
+a closure over everything `execute` re-derives per call, which a compiled function's
+fast path calls with the call's tensors (see api.CompiledFunction).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +23,8 @@ import numpy as np
 
 from ..counter_rng import draw_seed
 from ..device import CPU
+from ..size import Size
+from ..storage import Storage
 from ..tensor import Tensor
 from .extern import run_extern
 from .schedule import Kernel
@@ -101,3 +109,58 @@ class Module:
             inputs[target]._bump_version()
         outs = {n: Tensor._from_array(np, arrays[n], dtype, CPU) for n, dtype in self.outputs}
         return tuple(outs[n] for n in self.graph.graph["outputs"])
+
+    def runner(self, inputs: list, count: int) -> Callable[[list], tuple] | None:
+        """For a one-segment module: a function from the tensors of the value ids `inputs`
+        (in that order) to the first `count` graph outputs, as `execute` computes them.
+        None when the module needs more than that path does (then `execute` runs it)."""
+        g = self.graph.graph
+        fresh = {node: (slot, shape, dtype, storage) for node, slot, shape, dtype, storage in self.fresh}
+        positions = {v: i for i, v in enumerate(inputs)}
+        if (self.steps != [0] or self.seeds or self.symbols or g["mutations"]
+                or any(node not in positions for node, _ in self.bound)
+                or any(n not in fresh for n in g["outputs"][:count])):
+            return None
+        library = self.library
+        address, from_buffer, entry, null = library.address, library.ffi.from_buffer, library.entry(0), library.ffi.NULL
+        template = [null] * len(self.plan.buffers)
+        constants = [(slot, arr) for _, slot, arr in self.constants]
+        bound = [(positions[node], slot) for node, slot in self.bound]
+        blocks: dict[int, int] = {}  # planned memory block -> index of the array allocated for it
+        allocations, reuses, order = [], [], {}
+        for node, (slot, shape, dtype, storage) in fresh.items():
+            if storage >= 0 and storage in blocks:
+                reuses.append((slot, blocks[storage]))
+                order[node] = blocks[storage]
+                continue
+            order[node] = len(allocations)
+            if storage >= 0:
+                blocks[storage] = len(allocations)
+            allocations.append((slot, shape, dtype))
+        wanted = list(dict.fromkeys(g["outputs"][:count]))  # an output twice is one tensor twice, as in execute
+        results = [(order[n], self.plan.buffers[n].dtype, Size(self.plan.buffers[n].shape)) for n in wanted]
+        picks = None if len(wanted) == count else [wanted.index(n) for n in g["outputs"][:count]]
+        empty, new, of_array = np.empty, Tensor._new, Storage.of_array
+
+        def run(tensors: list) -> tuple:
+            table = template.copy()
+            for position, slot in bound:
+                table[slot] = address(tensors[position]._array())
+            for slot, arr in constants:
+                table[slot] = address(arr)
+            arrays = []
+            for slot, shape, dtype in allocations:
+                arr = empty(shape, dtype)
+                table[slot] = from_buffer(arr)
+                arrays.append(arr)
+            for slot, index in reuses:
+                table[slot] = table[allocations[index][0]]
+            entry(table, null)
+            outs = []
+            for index, dtype, size in results:
+                t = new(of_array(arrays[index], CPU, dtype), 0, size, None)
+                t._arr = arrays[index]
+                outs.append(t)
+            return tuple(outs) if picks is None else tuple(outs[k] for k in picks)
+
+        return run

@@ -41,10 +41,11 @@ def apply(op, *args, **attrs):
         xp = np if dev is CPU else array_module(dev)
         want = compute.np if compute is not None else None
         arrays = []
+        uncast = op.cast_from
         for a in args:
             if isinstance(a, Tensor):
                 a = a._arr if a._arr is not None else a._array()
-                if want is not None and a.dtype is not want and a.dtype != want:
+                if want is not None and a.dtype is not want and a.dtype != want and len(arrays) >= uncast:
                     a = a.astype(want)
             arrays.append(a)
         result = op.kernel(xp, *arrays, **attrs)

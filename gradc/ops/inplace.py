@@ -8,7 +8,9 @@ new value; when `self` is a view, its base's history is rewritten too (through
 """
 from __future__ import annotations
 
+from .. import dtypes
 from ..autograd.grad_mode import is_grad_enabled, no_grad
+from ..device import array_module
 from ..tensor import Tensor
 from . import dispatch
 from .shapes import fmt
@@ -86,9 +88,6 @@ def inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
 
 def _direct(self: Tensor, ufunc: str, other, alpha):
     """`ufunc(self, other * alpha, out=self)` when that is exactly the generic result; else None."""
-    from .. import dtypes
-    from ..device import array_module
-
     is_tensor = isinstance(other, Tensor)
     if dispatch.tracer is not None:  # a capture records the generic path's op and write
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 from .. import dtypes
+from ..size import Size
 from ..tensor import Tensor
 from .dispatch import apply
 from .registry import defop
@@ -12,6 +13,12 @@ from .shapes import broadcast_shapes, fmt
 
 
 def _matmul_meta(a, b):
+    sa, sb = a._shape, b._shape
+    if len(sa) == 2 and len(sb) == 2:  # the common case first, without Size's Python indexing
+        (m, k), (k2, n) = sa, sb
+        dt = a._storage.dtype
+        if k == k2 and dt is b._storage.dtype and dt is not dtypes.bool_:
+            return ((Size((m, n)), dt),), None
     if a.ndim < 2 or b.ndim < 2:
         raise RuntimeError(f"matmul: both arguments must be at least 2-D, got {fmt(a.shape)} and {fmt(b.shape)}")
     if a.shape[-1] != b.shape[-2]:
@@ -50,13 +57,14 @@ def _matmul_bw(ctx, g):
     need_a, need_b = ctx.needs_input_grad
     grad_b = None
     if need_b:
-        if b.ndim == 2 and a.ndim > 2:
+        sb = tuple(b._shape)
+        if len(sb) == 2 and a.ndim > 2:
             a, g_rows = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
         else:
             g_rows = g
-        transposed = b.ndim == 2 and b.shape[0] > 1 and b.shape[1] > 1 and b.stride() == (1, b.shape[0])
+        transposed = len(sb) == 2 and sb[0] > 1 and sb[1] > 1 and b.stride() == (1, sb[0])
         grad_b = matmul(g_rows.mT, a).mT if transposed else matmul(a.mT, g_rows)
-    return (matmul(g, ctx.inputs[1].mT) if need_a else None, grad_b)
+    return (matmul(g, b.mT) if need_a else None, grad_b)
 
 
 MATMUL = defop("matmul", meta=_matmul_meta, kernel=_matmul_kernel, backward=_matmul_bw, saves="inputs")
@@ -64,11 +72,14 @@ MATMUL = defop("matmul", meta=_matmul_meta, kernel=_matmul_kernel, backward=_mat
 
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """PyTorch's matmul: 1-D operands get a dim prepended/appended, then removed."""
-    if input.ndim == 0 or other.ndim == 0:
+    sa, sb = tuple(input._shape), tuple(other._shape)  # plain tuples: Size indexes in Python
+    if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0]:
+        return apply(MATMUL, input, other)
+    if not sa or not sb:
         raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
                            f"{input.ndim}D and {other.ndim}D")
-    k = other.shape[-2] if other.ndim > 1 else other.shape[0]
-    if input.shape[-1] != k:  # checked here so that the error names the shapes as given (1-D too)
+    k = sb[-2] if len(sb) > 1 else sb[0]
+    if sa[-1] != k:  # checked here so that the error names the shapes as given (1-D too)
         raise RuntimeError(f"matmul: shapes {fmt(input.shape)} and {fmt(other.shape)} cannot be "
                            f"multiplied ({input.shape[-1]} vs {k} in the contracted dimension)")
     a = input.unsqueeze(0) if input.ndim == 1 else input

@@ -350,12 +350,45 @@ def _where_bw(ctx, g):
 
 
 def _where_kernel(xp, cond, a, b):
-    # the condition is never cast: its dtype stays bool whatever the branches promote to
+    if xp is np:
+        out = _where_zero(cond, a, b)
+        if out is not None:
+            return out
     return xp.where(cond, a, b)
 
 
+_SAME_SIZE_INT = {4: np.int32, 8: np.int64}
+
+
+def _is_plus_zero(v) -> bool:
+    return type(v) in (int, float) and v == 0 and math.copysign(1.0, v) > 0
+
+
+def _where_zero(cond, a, b):
+    """where(cond, x, 0) or where(cond, 0, x), for a float32/64 array x of cond's shape, as x's
+    bits anded with a mask word per element (all ones where x is kept): numpy's where with a
+    scalar branch takes a data-dependent branch per element, 8x slower on a random mask (a
+    ReLU's backward). Bit-exact (NaN payloads and -0.0 kept, +0.0 written). None: not this case."""
+    if _is_plus_zero(b):
+        x, keep_where_true = a, True
+    elif _is_plus_zero(a):
+        x, keep_where_true = b, False
+    else:
+        return None
+    if (type(x) is not np.ndarray or type(cond) is not np.ndarray or cond.dtype != np.bool_
+            or x.dtype.kind != "f" or x.shape != cond.shape or not x.ndim):  # 0-d: ufuncs return scalars
+        return None
+    ints = _SAME_SIZE_INT.get(x.dtype.itemsize)
+    if ints is None:
+        return None
+    # 0 - True = -1 (all ones) keeps x where cond; True - 1 = 0 clears it there
+    mask = np.subtract(0, cond, dtype=ints) if keep_where_true else np.subtract(cond, 1, dtype=ints)
+    np.bitwise_and(mask, x.view(ints), out=mask)
+    return mask.view(x.dtype)
+
+
 WHERE = defop("where", meta=_where_meta, kernel=_where_kernel, backward=_where_bw, saves="inputs",
-              kind="pointwise", lowering="({0} ? {1} : {2})")
+              kind="pointwise", lowering="({0} ? {1} : {2})", cast_from=1)
 
 
 # ---------------------------------------------------------------- public functions

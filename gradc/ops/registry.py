@@ -4,7 +4,8 @@ An `Op` bundles the four things each consumer needs:
 - `meta(*args, **attrs)`: the shape/dtype rule. Returns `(outputs, compute_dtype)`
   where `outputs` is a tuple of `(shape, dtype)` and `compute_dtype` (or None) is the
   dtype tensor inputs are cast to before the kernel runs. It also validates, raising
-  the errors users see (naming the op, the shapes and the dtypes).
+  the errors users see (naming the op, the shapes and the dtypes). Operands before
+  position `cast_from` are passed uncast (where's condition stays bool).
 - `kernel(xp, *arrays, **attrs)`: the eager kernel, written against the array module
   `xp` (numpy or cupy). View ops instead give `view(x, **attrs) -> (shape, stride,
   offset)`: they never touch data.
@@ -38,6 +39,7 @@ class Op:
     kind: str = "other"  # "pointwise", "reduction", "view" or "other"
     lowering: Any = None
     extra: dict = field(default_factory=dict)
+    cast_from: int = 0  # operands before this position keep their dtype (where's bool condition)
     node_cls: type = None  # the autograd Node class, made on registration
 
     @property

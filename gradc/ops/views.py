@@ -100,18 +100,21 @@ def reshape(input, shape) -> Tensor:
 
 # ---------------------------------------------------------------- permute / expand
 def _permute_meta(x, dims):
-    if len(dims) != x.ndim:
+    sizes = tuple(x._shape)  # a plain tuple: Size's __getitem__ is Python code (transposes are hot)
+    ndim = len(sizes)
+    if len(dims) != ndim:
         raise RuntimeError(f"permute(): number of dims don't match in permute: input.dim() = "
-                           f"{x.ndim} is not equal to len(dims) = {len(dims)}")
-    dims = [norm_dim(d, x.ndim, "permute") for d in dims]
-    if len(set(dims)) != len(dims):
+                           f"{ndim} is not equal to len(dims) = {len(dims)}")
+    dims = [d if 0 <= d < ndim else norm_dim(d, ndim, "permute") for d in dims]
+    if len(set(dims)) != ndim:
         raise RuntimeError("permute(): duplicate dims are not allowed.")
-    return ((Size(x.shape[d] for d in dims), x.dtype),), None
+    return ((Size([sizes[d] for d in dims]), x._storage.dtype),), None
 
 
 def _permute_geometry(x, dims):
-    dims = [d % x.ndim for d in dims] if x.ndim else []
-    return Size(x.shape[d] for d in dims), tuple(x.stride()[d] for d in dims), x._offset
+    sizes, strides = tuple(x._shape), x.stride()
+    dims = [d % len(sizes) for d in dims] if sizes else []
+    return Size([sizes[d] for d in dims]), tuple([strides[d] for d in dims]), x._offset
 
 
 def _permute_bw(ctx, g):
@@ -131,10 +134,11 @@ def permute(input, dims) -> Tensor:
 
 
 def transpose(input, dim0: int, dim1: int) -> Tensor:
-    if input.ndim == 0:
+    ndim = len(input._shape)
+    if ndim == 0:
         return view(input, ())
-    d0, d1 = norm_dim(dim0, input.ndim, "transpose"), norm_dim(dim1, input.ndim, "transpose")
-    dims = list(range(input.ndim))
+    d0, d1 = norm_dim(dim0, ndim, "transpose"), norm_dim(dim1, ndim, "transpose")
+    dims = list(range(ndim))
     dims[d0], dims[d1] = dims[d1], dims[d0]
     return permute(input, dims)
 

@@ -157,12 +157,12 @@ def _class_terms(log_probs: Tensor, target: Tensor, weight: Tensor | None, ignor
     target = target.long()
     ignored = target == ignore_index
     safe = class_index(target, ignore_index, n_classes).unsqueeze(1)
-    picked = gather(log_probs, 1, safe).squeeze(1)
-    if weight is None:
-        w = (~ignored).to(log_probs.dtype)
-    else:
-        per_class = _along_classes(weight, log_probs).expand(log_probs.shape)
-        w = where(ignored, 0.0, gather(per_class, 1, safe).squeeze(1))
+    # a view of gather's fresh result: its backward is a view too (squeeze's is a scatter)
+    picked = gather(log_probs, 1, safe).view(target.shape)
+    if weight is None:  # every weight is 1: -picked is the loss where not ignored
+        return where(ignored, 0.0, -picked), (~ignored).to(log_probs.dtype)
+    per_class = _along_classes(weight, log_probs).expand(log_probs.shape)
+    w = where(ignored, 0.0, gather(per_class, 1, safe).squeeze(1))
     return where(ignored, 0.0, -picked * w), w
 
 
