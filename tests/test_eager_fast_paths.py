@@ -331,3 +331,23 @@ def test_retain_freed_heap_applies_on_glibc_and_can_be_switched_off(monkeypatch)
     assert storage.retain_freed_heap() is glibc
     monkeypatch.setenv("GRADC_RETAIN_HEAP", "0")
     assert storage.retain_freed_heap() is False
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (3, 4, 5)])
+def test_matmul_of_a_broadcast_operand_multiplies_one_row(shape):
+    """Every row of `a` the same memory (the gradient of a mean): one vector-matrix product,
+    copied to every row, gives what the full GEMM gives; compiled and eager agree."""
+    row = gradc.randn(5)
+    a = row.expand(*shape)
+    b = gradc.randn(5, 7)
+    want = np.broadcast_to(row.numpy(), shape) @ b.numpy()
+    got = gradc.matmul(a, b)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    assert got.is_contiguous()
+    compiled = gradc.compile(lambda r, w: (r.expand(*shape) @ w).sum(-1))
+    np.testing.assert_allclose(compiled(row, b).numpy(), want.sum(-1), rtol=1e-5, atol=1e-5)
+    w = gradc.randn(5, 7, requires_grad=True)
+    (gradc.randn(*shape[:-1], 5).mean() * 0 + (a @ w).mean()).backward()
+    np.testing.assert_allclose(w.grad.numpy(), np.broadcast_to(row.numpy(), shape).reshape(-1, 5).T
+                               @ np.full((int(np.prod(shape[:-1])), 7), 1 / (np.prod(shape[:-1]) * 7)),
+                               rtol=1e-5, atol=1e-6)

@@ -41,7 +41,13 @@ def _matmul_meta(a, b):
 def _matmul_kernel(xp, a, b):
     """A batch of rows times one matrix (a linear layer on [batch, seq, features]) is one
     GEMM over the flattened rows: array libraries otherwise run one small GEMM per batch
-    element (measured 5x slower on a transformer block's projections)."""
+    element (measured 5x slower on a transformer block's projections). When every row of
+    `a` is the same memory (a broadcast, as the gradient of a mean is), one row is
+    multiplied and its result copied to every row: the same numbers, a vector-matrix
+    product instead of a GEMM (4.7 ms -> 0.1 ms for a [256, 1024] x [1024, 1024] one)."""
+    if b.ndim == 2 and a.ndim >= 2 and a.shape[-2] > 1 and not any(a.strides[:-1]):
+        row = xp.matmul(a[(0,) * (a.ndim - 2)][:1], b)
+        return xp.ascontiguousarray(xp.broadcast_to(row, (*a.shape[:-1], b.shape[-1])))
     if b.ndim == 2 and a.ndim > 2:  # written through a 2-D view of a fresh result (not a reshaped copy)
         out = xp.empty((*a.shape[:-1], b.shape[-1]), xp.result_type(a, b))
         xp.matmul(a.reshape(-1, a.shape[-1]), b, out=out.reshape(-1, b.shape[-1]))
