@@ -111,26 +111,33 @@ GRADC_FN uint32_t gradc_float_to_bits(float f)
 #endif
 }
 
-/* exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2 / 2. r = x - n*ln2 is exact to
- * float precision in two steps (ln2's high part has few bits, so n*LN2_HI is exact);
- * exp(r) = 1 + r + r^2 q(r) with q of degree 4 (fit error 4e-9). 2^n is applied as two
- * factors 2^(n/2) so results near overflow and in the subnormal range stay exact. */
+/* exp(r) for r = x - n*ln2, |r| <= ln2 / 2: r is exact to float precision in two steps
+ * (ln2's high part has few bits, so n*LN2_HI is exact); exp(r) = 1 + r + r^2 q(r) with q
+ * of degree 4 (fit error 4e-9). */
+GRADC_FN float gradc_exp_reduced(float x, float n)
+{
+    const float ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    float r = (x - n * ln2_hi) - n * ln2_lo;
+    float q = 0.00137513888f;
+    q = q * r + 0.00836892147f;
+    q = q * r + 0.0416695327f;
+    q = q * r + 0.166665182f;
+    q = q * r + 0.499999881f;
+    return 1.0f + (r + r * r * q);
+}
+
+/* exp(x) = 2^n * exp(r), n = round(x / ln2) (see gradc_exp_reduced). 2^n is applied as
+ * two factors 2^(n/2) so results near overflow and in the subnormal range stay exact. */
 GRADC_FN float gradc_expf(float x)
 {
-    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    const float log2e = 1.44269504f;
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float xc = x > 89.0f ? 89.0f : x; /* keeps n within the two-factor scale range */
     xc = xc < -104.0f ? -104.0f : xc;
     float shifted = xc * log2e + round_magic;
     float n = shifted - round_magic;
     int32_t ni = (int32_t)(gradc_float_to_bits(shifted) - gradc_float_to_bits(round_magic));
-    float r = (xc - n * ln2_hi) - n * ln2_lo;
-    float q = 0.00137513888f;
-    q = q * r + 0.00836892147f;
-    q = q * r + 0.0416695327f;
-    q = q * r + 0.166665182f;
-    q = q * r + 0.499999881f;
-    float p = 1.0f + (r + r * r * q);
+    float p = gradc_exp_reduced(xc, n);
     int32_t half = ni >> 1;
     float s1 = gradc_bits_to_float((uint32_t)(half + 127) << 23);
     float s2 = gradc_bits_to_float((uint32_t)(ni - half + 127) << 23);
@@ -145,20 +152,14 @@ GRADC_FN float gradc_expf(float x)
  * multiplication by 2^-64 gives what gradc_expf's two factors give. */
 GRADC_FN float gradc_expf_nonpositive(float x)
 {
-    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-06f;
+    const float log2e = 1.44269504f;
     const float round_magic = 12582912.0f;
     const float two_m64 = 5.42101086e-20f; /* 2^-64 */
     float xc = x < -104.0f ? -104.0f : x;
     float shifted = xc * log2e + round_magic;
     float n = shifted - round_magic;
     int32_t ni = (int32_t)(gradc_float_to_bits(shifted) - gradc_float_to_bits(round_magic));
-    float r = (xc - n * ln2_hi) - n * ln2_lo;
-    float q = 0.00137513888f;
-    q = q * r + 0.00836892147f;
-    q = q * r + 0.0416695327f;
-    q = q * r + 0.166665182f;
-    q = q * r + 0.499999881f;
-    float p = 1.0f + (r + r * r * q);
+    float p = gradc_exp_reduced(xc, n);
     float y = p * gradc_bits_to_float((uint32_t)(ni + 64 + 127) << 23) * two_m64;
     return x < -103.972076f ? 0.0f : y;
 }
