@@ -343,9 +343,15 @@ def trace_call(fn: Callable, args: tuple, kwargs: dict,
     return capture(fn, args, kwargs, then=then, dynamic=dynamic), derivation
 
 
+def simplified_graph(trace: Trace):
+    """The graph of a trace after simplification and dead-code elimination (what every
+    backend, and `export`, schedules)."""
+    return eliminate_dead_code(simplify(build_graph(trace)))
+
+
 def lower(trace: Trace, name: str, backend: str = "c") -> tuple:
     """(graph, plan, C or CUDA source) of a trace; raises GraphBreak where it cannot be lowered."""
-    graph = eliminate_dead_code(simplify(build_graph(trace)))
+    graph = simplified_graph(trace)
     plan = schedule(graph)
     return graph, plan, (render_cuda if backend == "cuda" else render)(graph, plan, name)
 

@@ -26,14 +26,13 @@ from .. import dtypes
 from ..autograd.grad_mode import no_grad
 from ..ops import dispatch
 from ..tensor import Tensor
+from .api import CompiledFunction, simplified_graph
 from .capture import EXTERNS, capture, op_break
 from .dynamic import signature
 from .errors import ExportError, GraphBreak
 from .export_c import make_portable, portable, render_program
-from .graph import build_graph, eliminate_dead_code
 from .joint import Derivation
 from .schedule import schedule
-from .simplify import simplify
 
 _WEIGHTS = ("embed", "file")
 
@@ -70,7 +69,7 @@ def export(fn: Callable, example_inputs: Tensor | Sequence[Tensor], out_dir: str
             min_batch, more = _batch_check(fn, examples, trace)
             problems += more
         if not problems:
-            graph = eliminate_dead_code(simplify(build_graph(trace)))
+            graph = simplified_graph(trace)
             problems += [f"op {op!r} has no portable C kernel" + _at(src) for op, src in make_portable(graph)]
         if problems:
             raise ExportError(f"gradc.export: cannot export {title}:\n" + "\n".join(
@@ -101,8 +100,6 @@ def _title(fn: Callable) -> str:
 def _eager(fn: Callable) -> Callable:
     """The Python function behind a `gradc.compile` result (a function or a module whose
     forward is compiled): capturing the compiled one would see no ops."""
-    from .api import CompiledFunction
-
     forward = vars(fn).get("forward") if hasattr(fn, "__dict__") else None
     for wrapped in (fn, forward):
         if isinstance(wrapped, CompiledFunction):

@@ -589,21 +589,27 @@ def kernel_source(g: nx.DiGraph, plan: Plan, k: Kernel) -> str:
     return _kernel(g, plan, k)["source"].rstrip("\n")
 
 
+def unique_kernels(kernels: list, written: dict, sources: list, write: Callable) -> list[tuple[str, dict]]:
+    """(name of the function to call, `write(k)`) per kernel, in order; each kernel's source
+    is appended to `sources` unless `written` (code key -> kernel name) holds an earlier
+    one with the same code (a repeated layer), whose function the call then runs. Shared
+    by the C and CUDA renderers."""
+    out = []
+    for k in kernels:
+        written_k = write(k)
+        twin = written.setdefault(written_k["code"], k.name)
+        if twin == k.name:
+            sources.append(written_k["source"].rstrip("\n"))
+        out.append((twin, written_k))
+    return out
+
+
 def kernel_calls(g: nx.DiGraph, plan: Plan, step: list, written: dict, kernels: list,
                  write: Callable = _kernel) -> list[str]:
-    """The calls of one segment's kernels; each kernel's source (from `write`) is appended
-    to `kernels` unless `written` (code key -> kernel name) holds an earlier one with the
-    same code (a repeated layer), which the call then runs, commented with its own name."""
-    calls = []
-    for k in step:
-        out = write(g, plan, k)
-        twin = written.setdefault(out["code"], k.name)
-        if twin == k.name:
-            kernels.append(out["source"].rstrip("\n"))
-            calls.append(out["call"])
-        else:
-            calls.append(twin + out["call"][len(k.name):] + f"  /* {k.name} */")
-    return calls
+    """The C calls of one segment's kernels (see `unique_kernels`); a call of an earlier
+    twin is commented with the kernel's own name."""
+    return [out["call"] if twin == k.name else twin + out["call"][len(k.name):] + f"  /* {k.name} */"
+            for k, (twin, out) in zip(step, unique_kernels(step, written, kernels, lambda k: write(g, plan, k)))]
 
 
 def render(g: nx.DiGraph, plan: Plan, function_name: str) -> str:

@@ -35,6 +35,7 @@ from .render import (
     buffer_geometry,
     module_header,
     sanitize,
+    unique_kernels,
 )
 from .schedule import Kernel, Plan
 
@@ -346,13 +347,8 @@ def cuda_program(g: nx.DiGraph, plan: Plan, function_name: str) -> tuple[str, li
             steps.append(f"{k.name} (extern): " + _extern_note(g, plan, k))
             launches.append(Launch(extern=k))
             continue
-        out = _CudaWriter(g, plan, k).write()
-        twin = written.setdefault(out["code"], k.name)
-        if twin == k.name:
-            kernels.append(out["source"].rstrip("\n"))
-            steps.append(out["launch"])
-        else:
-            steps.append(twin + out["launch"][len(k.name):] + f"  ({k.name})")
+        ((twin, out),) = unique_kernels([k], written, kernels, lambda k: _CudaWriter(g, plan, k).write())
+        steps.append(out["launch"] if twin == k.name else twin + out["launch"][len(k.name):] + f"  ({k.name})")
         launches.append(Launch(twin, out["slots"], out["grid"], out["sizes"]))
     source = _environment("cuda").get_template("module.cu.j2").render(
         version=__version__, function=sanitize(function_name), n_nodes=g.number_of_nodes(), kernels=kernels,
